@@ -1,0 +1,92 @@
+"""webapp: next-auth's session model for Flask and htmx. create_app() builds the application."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = ["create_app"]
+
+
+def instance_path() -> str:
+    return os.path.abspath(os.environ.get("WEBAPP_INSTANCE_PATH") or os.path.join(ROOT, "instance"))
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then instance/config.py, then WEBAPP_* variables (or the test
+    mapping instead of both), then the instance folder, extensions and blueprints."""
+    path = (test_config or {}).get("INSTANCE_PATH") or instance_path()
+    app = Flask(
+        __name__,
+        instance_path=path,
+        instance_relative_config=True,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    app.config.from_mapping(settings.defaults())
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_mapping(settings.from_environment())
+    else:
+        app.config.from_mapping(test_config)
+    settings.validate(app.config)
+
+    from .instance import ensure_private_folder, load_or_create_secret_key
+
+    ensure_private_folder(app.instance_path)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
+    _configure_flask(app)
+
+    from . import cli, db, errors, passwords, security_headers, session_policy, session_store
+    from .extensions import csrf, login_manager
+
+    db.init_app(app)
+    passwords.init_app(app)
+    session_store.init_app(app)
+    session_policy.init_app(app)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    errors.init_app(app)
+    security_headers.init_app(app)
+    cli.init_app(app)
+
+    from . import auth, pages, session_api
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(session_api.bp)
+
+    if app.config["PROXY_HOPS"]:
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+    return app
+
+
+def _configure_flask(app: Flask) -> None:
+    """Derive Flask's and the extensions' own settings from webapp's."""
+    secure = app.config["SECURE_COOKIES"]
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-session" if secure else "session",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
+        # Flask's default rewrites the session and re-sends its cookie on every request;
+        # webapp writes only when the session changes (session_policy throttles activity).
+        SESSION_REFRESH_EACH_REQUEST=False,
+        # Tie CSRF tokens to the session rather than to an hour: a page left open still posts.
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
+    )

@@ -1,0 +1,67 @@
+"""Error answers: JSON for scripts, a page for people, never a bare 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+logger = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    """Scripts (API paths, or an Accept that prefers JSON) get JSON; browsers get HTML."""
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and (
+        request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
+
+
+def error_response(status: int, message: str) -> tuple[Response | str, int]:
+    if wants_json():
+        return jsonify(error=message), status
+    return render_template("errors/error.html", status=status, message=message), status
+
+
+MESSAGES = {
+    400: "The request was not valid.",
+    404: "There is no page at this address.",
+    405: "This address does not accept that method.",
+    413: "The request is too large (the limit is 1 MiB).",
+    429: "Too many requests; wait a moment and try again.",
+    500: "Something went wrong on our side; it has been logged.",
+    503: "The service is temporarily unavailable; try again shortly.",
+}
+
+
+def handle_http_error(error: HTTPException) -> tuple[Response | str, int] | HTTPException:
+    status = error.code or 500
+    if status < 400:
+        return error
+    message = MESSAGES.get(status) or error.description or "Request failed."
+    return error_response(status, message)
+
+
+def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
+    logger.info("CSRF check failed: %s", error.description)
+    return error_response(
+        400,
+        "The form was missing its security token or it did not match your session "
+        f"({error.description}). Reload the page and try again.",
+    )
+
+
+def handle_unexpected(error: Exception) -> tuple[Response | str, int]:
+    logger.exception("unhandled error", exc_info=error)
+    return error_response(500, MESSAGES[500])
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(InternalServerError, handle_unexpected)
+    app.register_error_handler(Exception, handle_unexpected)

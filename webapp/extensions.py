@@ -1,0 +1,13 @@
+"""Flask extensions, created unbound here and bound in create_app()."""
+
+from __future__ import annotations
+
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+login_manager = LoginManager()
+# "basic"/"strong" protection writes to the session on any request, polls included; webapp's
+# own rules (rotation at sign-in, server-side expiry and sign-out) protect the session instead.
+login_manager.session_protection = None
+
+csrf = CSRFProtect()

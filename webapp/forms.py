@@ -1,0 +1,50 @@
+"""The HTML forms (Flask-WTF: every one carries and checks a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, ValidationError
+
+from . import accounts
+from .passwords import policy_error
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired("Enter your username.")])
+    password = PasswordField("Password", validators=[InputRequired("Enter your password.")])
+    remember = BooleanField("Remember me on this device")
+    next = HiddenField()
+
+
+def _check(rule):  # type: ignore[no-untyped-def]
+    def validator(_form, field):  # type: ignore[no-untyped-def]
+        error = rule(field.data or "")
+        if error:
+            raise ValidationError(error)
+
+    return validator
+
+
+class SignupForm(FlaskForm):
+    username = StringField(
+        "Username",
+        validators=[DataRequired("Choose a username."), _check(accounts.username_error)],
+    )
+    name = StringField(
+        "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
+    )
+    email = StringField(
+        "Email", validators=[DataRequired("Enter your email."), _check(accounts.email_error)]
+    )
+    password = PasswordField(
+        "Password", validators=[InputRequired("Choose a password."), _check(policy_error)]
+    )
+    confirm = PasswordField(
+        "Confirm password",
+        validators=[InputRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
+    )
+
+
+class LogoutForm(FlaskForm):
+    """Only the CSRF token: signing out must be a deliberate POST."""

@@ -1,0 +1,52 @@
+"""Blueprint: the HTML pages (home, profile) and the JSON sample API and health check."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask_login import current_user, login_required
+
+from . import db, session_store, widget
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("pages/index.html")
+
+
+@bp.get("/profile")
+@login_required
+def profile() -> str:
+    return render_template(
+        "pages/profile.html",
+        session_info=widget.session_json(),
+        widget_status=widget.AUTHENTICATED,
+    )
+
+
+@bp.get("/api/hello")
+@login_required
+def hello() -> Response:
+    return jsonify(message=f"Hello, {current_user.name}")
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """200 when the database and the session store answer; else 503 naming what failed."""
+    checks = {}
+    for name, check in (
+        ("database", db.ping),
+        ("session_store", lambda: session_store.ping(current_app)),
+    ):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as error:
+            logger.warning("health check %s failed: %s", name, error)
+            checks[name] = f"unavailable: {type(error).__name__}"
+    ok = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503

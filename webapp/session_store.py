@@ -1,0 +1,102 @@
+"""Server-side session storage: Flask-Session's cachelib interface on a private FileSystemCache.
+
+The store is made explicitly (not by Flask-Session's defaults) because cachelib's default
+threshold of 500 deletes live sessions once 500 files exist; threshold=0 never prunes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from cachelib.file import FileSystemCache
+from flask import Flask, Request, Response, g
+from flask_session.base import ServerSideSession
+from flask_session.cachelib import CacheLibSessionInterface
+
+from .instance import ensure_private_folder
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "session:"
+SID_BYTES = 32
+
+
+class WebappSessionInterface(CacheLibSessionInterface):
+    """Flask-Session's interface plus webapp's rules: read-only requests never write, a bad
+    entry is no session, and a cookie is deleted with the attributes it was set with."""
+
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
+        session = super().open_session(app, request)
+        cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        # Flask-Session never adopts an unknown id: it makes a new one, so a differing id
+        # means the cookie named no live session (expired, ended, or made up).
+        session.stale_cookie = bool(cookie) and cookie != session.sid  # type: ignore[attr-defined]
+        if session.stale_cookie:  # type: ignore[attr-defined]
+            logger.info("session cookie names no live session; treated as signed out")
+        return session
+
+    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
+        try:
+            data = self.cache.get(store_id)
+        except Exception:  # cachelib lets UnicodeDecodeError, MemoryError... through
+            logger.warning("damaged session entry ignored", exc_info=True)
+            return None
+        if data is not None and not isinstance(data, dict):
+            logger.warning("session entry of type %s ignored", type(data).__name__)
+            return None
+        return data
+
+    def delete_entry(self, session: ServerSideSession) -> None:
+        """Remove the session's stored entry (the cookie is left to the response)."""
+        self._delete_session(self._get_store_id(session.sid))
+
+    def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if g.get("read_only_session"):
+            return
+        if not session and (session.modified or getattr(session, "stale_cookie", False)):
+            if session.modified:
+                self.delete_entry(session)
+            self.delete_cookie(app, response)
+            return
+        super().save_session(app, session, response)
+
+    def delete_cookie(self, app: Flask, response: Response) -> None:
+        """Delete the session cookie; a __Host- cookie is only deleted with Secure and Path=/."""
+        response.delete_cookie(
+            self.get_cookie_name(app),
+            path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app),
+            secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app),
+        )
+        response.vary.add("Cookie")
+
+
+def store_folder(app: Flask) -> str:
+    return os.path.join(app.instance_path, "sessions")
+
+
+def init_app(app: Flask) -> None:
+    folder = store_folder(app)
+    ensure_private_folder(folder)
+    cache = FileSystemCache(folder, threshold=0, mode=0o600)
+    app.session_interface = WebappSessionInterface(
+        client=cache, key_prefix=KEY_PREFIX, permanent=False, sid_length=SID_BYTES
+    )
+
+
+def session_interface(app: Flask) -> WebappSessionInterface:
+    interface = app.session_interface
+    assert isinstance(interface, WebappSessionInterface)
+    return interface
+
+
+def ping(app: Flask) -> None:
+    """Raise if the store cannot be read and written."""
+    folder = store_folder(app)
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        raise OSError(f"session folder {folder} is not readable and writable")
+    session_interface(app).cache.get(KEY_PREFIX + "healthz")

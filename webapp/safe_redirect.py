@@ -13,7 +13,7 @@ def _is_local_path(value: str) -> bool:
         return False
     # Browsers drop tabs and newlines and treat "\" as "/", so any of them can turn a path
     # into "//host"; no legitimate path of ours needs them.
-    if "\\" in value or any(ord(c) < 32 or ord(c) == 127 or c.isspace() for c in value):
+    if "\\" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
         return False
     parts = urlsplit(value)
     return not parts.scheme and not parts.netloc

@@ -1,0 +1,54 @@
+# webapp: `make run` serves the app, `make test` runs the whole suite. `make help` lists all.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BIND ?= 127.0.0.1:8000
+STAMP := $(VENV)/.installed
+# Debian packages the test suite drives (browser tests use Debian's chromium, never a
+# browser downloaded by Playwright).
+TEST_DEBS := chromium
+TEST_CMDS := chromium
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint system-deps clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+run: $(STAMP) ## Serve on embedded defaults at http://$(BIND) (plain HTTP, loopback)
+	@echo "webapp: serving http://$(BIND)/  (Ctrl-C stops)"
+	@echo "  Secure cookies are OFF (WEBAPP_SECURE_COOKIES=false): plain HTTP is for loopback"
+	@echo "  development only; behind TLS leave them on."
+	@echo "  First account: open http://$(BIND)/signup, or run"
+	@echo "    $(BIN)/flask --app webapp users create YOURNAME"
+	WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false} BIND=$(BIND) \
+		$(BIN)/gunicorn -c gunicorn.conf.py
+
+system-deps: ## Install the Debian packages the tests need (as root), or say which
+	@missing=""; for c in $(TEST_CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "Installing Debian packages:$(TEST_DEBS)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; \
+		else \
+			echo "make test needs these Debian packages:$$missing"; \
+			echo "install them with: sudo apt-get install $(TEST_DEBS)"; exit 1; \
+		fi; \
+	fi
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check webapp tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check webapp tests wsgi.py gunicorn.conf.py
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint ## The whole suite (lint, unit, gunicorn, browser)
+	$(BIN)/pytest --cov --cov-report=term
+
+clean: ## Remove the virtualenv and caches (the instance folder is kept)
+	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,141 @@
+"""GET /session: its answers in each state, its headers, and that it never writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from helpers import store_files
+
+
+def parse_expires(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def test_anonymous_poll_is_an_empty_object_with_no_cookie(client):
+    response = client.get("/session")
+    assert response.status_code == 200
+    assert response.json == {}
+    assert "Set-Cookie" not in response.headers
+
+
+def test_headers_forbid_caching_and_name_what_the_answer_varies_on(client):
+    for headers in ({}, {"HX-Request": "true"}):
+        response = client.get("/session", headers=headers)
+        assert response.headers["Cache-Control"] == "private, no-store"
+        assert {"Cookie", "HX-Request", "Accept"} <= set(response.vary)
+
+
+def test_signed_in_poll_shows_the_user_and_the_true_end(app, client, auth, user, clock):
+    signed_in = clock.time
+    auth.login()
+    clock.advance(10)
+    body = client.get("/session").json
+    assert body["user"] == {
+        "id": str(user.id),
+        "username": "alice",
+        "name": "Alice Example",
+        "email": "alice@example.com",
+    }
+    assert parse_expires(body["expires"]) == int(signed_in + app.config["IDLE_TIMEOUT"])
+
+
+def test_absolute_timeout_ends_even_an_active_session(app_config, clock):
+    from helpers import PASSWORD, AuthActions
+
+    from webapp import create_app
+    from webapp.accounts import create_user
+    from webapp.db import get_db
+
+    app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 900})
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    client = app.test_client()
+    start = clock.time
+    AuthActions(client).login()
+    clock.advance(400)
+    assert client.get("/profile").status_code == 200  # activity: the idle end is now +1000
+    body = client.get("/session").json
+    assert parse_expires(body["expires"]) == int(start + 900)  # the absolute end comes first
+    clock.advance(499)
+    assert client.get("/profile").status_code == 200
+    clock.advance(1)
+    assert client.get("/session").json == {}
+    assert client.get("/profile").status_code == 302
+
+
+def test_htmx_poll_returns_the_widget_fragment(client, auth, user):
+    anonymous = client.get("/session", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'data-session-status="unauthenticated"' in anonymous
+    assert "Please log in to see your profile." in anonymous
+    assert "<html" not in anonymous
+    auth.login()
+    signed_in = client.get("/session", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="session-widget"' in signed_in
+    assert 'data-session-status="authenticated"' in signed_in
+    assert "Welcome, Alice Example!" in signed_in
+    assert 'action="/logout"' in signed_in and 'name="csrf_token"' in signed_in
+
+
+def test_polls_write_nothing(app, client, auth, user, clock):
+    auth.login()
+    before = store_files(app)
+    for i in range(100):
+        clock.advance(5)  # well past the touch interval: a real request would write now
+        headers = {"HX-Request": "true"} if i % 2 else {}
+        response = client.get("/session", headers=headers)
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers
+    assert store_files(app) == before
+
+
+def test_anonymous_polls_create_nothing(app, client):
+    for headers in ({}, {"HX-Request": "true"}, {"Accept": "application/json"}):
+        for _ in range(20):
+            assert "Set-Cookie" not in client.get("/session", headers=headers).headers
+    assert store_files(app) == {}
+
+
+def test_polls_do_not_extend_the_session(app, client, auth, user, clock):
+    auth.login()
+    idle = app.config["IDLE_TIMEOUT"]
+    for _ in range(idle // 60):
+        clock.advance(60)
+        client.get("/session")
+    clock.advance(1)
+    assert client.get("/session").json == {}
+
+
+def test_real_requests_extend_the_session_at_most_once_per_touch_interval(
+    app, client, auth, user, clock
+):
+    auth.login()
+    touch = app.config["TOUCH_INTERVAL"]
+    before = store_files(app)
+    clock.advance(touch - 1)
+    client.get("/profile")
+    assert store_files(app) == before  # inside the interval: no write
+    clock.advance(1)
+    client.get("/profile")
+    assert store_files(app) != before  # activity recorded
+    body = client.get("/session").json
+    assert parse_expires(body["expires"]) == int(clock.time + app.config["IDLE_TIMEOUT"])
+
+
+def test_idle_session_ends_and_its_entry_is_deleted_on_first_sight(
+    app, client, auth, user, clock
+):
+    auth.login()
+    assert len(store_files(app)) == 1
+    clock.advance(app.config["IDLE_TIMEOUT"])
+    response = client.get("/session")
+    assert response.json == {}
+    assert "Set-Cookie" not in response.headers
+    assert store_files(app) == {}
+    assert client.get("/profile").status_code == 302
+
+
+def test_csrf_endpoint_returns_a_token(client):
+    response = client.get("/csrf")
+    assert response.status_code == 200
+    assert len(response.json["csrfToken"]) > 20
+    assert response.headers["Cache-Control"] == "private, no-store"

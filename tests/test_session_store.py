@@ -1,0 +1,105 @@
+"""The session store: private files, no pruning of live sessions, bad entries are no session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+from helpers import PASSWORD, csrf_token, session_cookie, store_files
+
+from webapp.accounts import create_user
+from webapp.db import get_db
+
+
+def mode(path: str | Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_store_folder_is_0700_and_files_0600(app, client, auth, user):
+    auth.login()
+    folder = Path(app.instance_path) / "sessions"
+    assert mode(folder) == 0o700
+    files = list(folder.iterdir())
+    assert files and all(mode(f) == 0o600 for f in files)
+
+
+def test_a_thousand_sessions_all_stay_valid(app, user):
+    """cachelib's default threshold (500) would delete the oldest live sessions."""
+    clients = []
+    for _ in range(1000):
+        browser = app.test_client()
+        token = csrf_token(browser)
+        data = {"username": "alice", "password": PASSWORD, "csrf_token": token}
+        assert browser.post("/login", data=data).status_code == 303
+        clients.append(browser)
+    assert len(store_files(app)) == 1000
+    assert all(b.get("/session").json.get("user") for b in clients)
+
+
+def entry_path(app, client) -> Path:
+    """The store file of the client's session, named as cachelib names it."""
+    return Path(app.session_interface.cache._get_filename("session:" + session_cookie(client)))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[:6], id="truncated"),
+        pytest.param(lambda data: b"\xff" * 40, id="garbage-from-byte-0"),
+        pytest.param(lambda data: data[:4] + b"\xff\xfe\x80garbage" * 10, id="garbage-from-byte-4"),
+        pytest.param(lambda data: struct.pack("I", 0) + b"\x80\x04X\x02\x00\x00\x00\xff\xfe.",
+                     id="bad-utf8-pickle"),
+        pytest.param(lambda data: struct.pack("I", 0) + pickle.dumps(["not", "a", "dict"]),
+                     id="not-a-dict"),
+        pytest.param(lambda data: b"", id="empty"),
+    ],
+)
+def test_damaged_entry_means_signed_out_and_is_logged(app, client, auth, user, damage, caplog):
+    auth.login()
+    path = entry_path(app, client)
+    path.write_bytes(damage(path.read_bytes()))
+    caplog.set_level(logging.INFO, logger="webapp")
+    for target in ("/session", "/", "/profile", "/api/hello"):
+        assert client.get(target).status_code in (200, 302, 401)
+    assert client.get("/session").json == {}
+    assert "session" in caplog.text
+
+
+def test_expired_entries_are_never_served(app, client, auth, user, monkeypatch):
+    auth.login()
+    import cachelib.file
+
+    real_time = cachelib.file.time
+    monkeypatch.setattr(cachelib.file, "time", lambda: real_time() + app.config["IDLE_TIMEOUT"] + 1)
+    assert client.get("/session").json == {}
+
+
+def test_stale_cookie_is_deleted_on_the_next_page(app, client, auth, user):
+    auth.login()
+    entry_path(app, client).unlink()
+    response = client.get("/profile")
+    assert response.status_code == 302
+    assert session_cookie(client) is None
+
+
+def test_stale_cookie_is_left_alone_by_polls(app, client, auth, user):
+    auth.login()
+    entry_path(app, client).unlink()
+    response = client.get("/session")
+    assert response.json == {} and "Set-Cookie" not in response.headers
+
+
+def test_deleted_user_has_no_session(app, client, auth, user):
+    auth.login()
+    from webapp.accounts import delete_user, find_user
+
+    with app.app_context():
+        db = get_db()
+        delete_user(db, find_user(db, "alice"))
+        create_user(db, "mallory", PASSWORD)  # ids are never reused
+    assert client.get("/session").json == {}

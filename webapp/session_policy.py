@@ -5,6 +5,7 @@ record activity with throttled writes, end on the server, and never write on a r
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -97,6 +98,7 @@ def enforce() -> None:
 
 
 def init_app(app: Any) -> None:
-    app.config["PERMANENT_SESSION_LIFETIME"] = app.config["IDLE_TIMEOUT"]
+    # Flask-Session gives every stored entry this TTL: a backstop for the idle timeout.
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=app.config["IDLE_TIMEOUT"])
     app.before_request(enforce)
     app.after_request(remember.apply_cookie)

@@ -1,0 +1,189 @@
+"""Configuration sources, the instance folder and the shared generated secret key."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import FAST_ARGON2
+
+from webapp import create_app
+from webapp.config import ConfigError, from_environment
+from webapp.instance import InstanceError
+
+
+@pytest.fixture
+def env_app(tmp_path, monkeypatch):
+    """create_app() as production calls it, with the instance folder in tmp_path."""
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("WEBAPP_INSTANCE_PATH", str(instance))
+    for name, value in FAST_ARGON2.items():
+        monkeypatch.setenv(f"WEBAPP_{name}", str(value))
+
+    def make():
+        return create_app()
+
+    return make
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_environment_overrides_defaults(env_app, monkeypatch):
+    monkeypatch.setenv("WEBAPP_IDLE_TIMEOUT", "120")
+    monkeypatch.setenv("WEBAPP_SIGNUP", "false")
+    monkeypatch.setenv("WEBAPP_SECURE_COOKIES", "no")
+    app = env_app()
+    assert app.config["IDLE_TIMEOUT"] == 120
+    assert app.config["PERMANENT_SESSION_LIFETIME"].total_seconds() == 120
+    assert app.config["SIGNUP"] is False
+    assert app.config["SESSION_COOKIE_NAME"] == "session"
+
+
+def test_defaults_are_secure_cookies(env_app):
+    app = env_app()
+    assert app.config["SESSION_COOKIE_NAME"] == "__Host-session"
+    assert app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_HTTPONLY"]
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert app.config["SESSION_REFRESH_EACH_REQUEST"] is False
+
+
+def test_secure_session_cookie_has_every_flag(env_app, monkeypatch):
+    from helpers import PASSWORD, csrf_token
+
+    from webapp.accounts import create_user
+    from webapp.db import get_db
+
+    app = env_app()
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    client = app.test_client()
+    token = csrf_token(client)
+    response = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token, "remember": "y"},
+        base_url="https://localhost",
+        headers={"Referer": "https://localhost/login"},
+    )
+    cookies = response.headers.getlist("Set-Cookie")
+    session = next(c for c in cookies if c.startswith("__Host-session="))
+    remember = next(c for c in cookies if c.startswith("__Host-remember="))
+    for cookie in (session, remember):
+        assert "; Secure" in cookie and "; HttpOnly" in cookie
+        assert "; Path=/" in cookie and "SameSite=Lax" in cookie and "Domain" not in cookie
+
+
+def test_instance_config_file_is_read(env_app, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    (instance / "config.py").write_text("POLL_SECONDS = 9\n")
+    assert env_app().config["POLL_SECONDS"] == 9
+
+
+def test_environment_wins_over_the_instance_file(env_app, tmp_path, monkeypatch):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    (instance / "config.py").write_text("POLL_SECONDS = 9\n")
+    monkeypatch.setenv("WEBAPP_POLL_SECONDS", "3")
+    assert env_app().config["POLL_SECONDS"] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("IDLE_TIMEOUT", "soon", "WEBAPP_IDLE_TIMEOUT must be a whole number"),
+        ("IDLE_TIMEOUT", "0", "must be a positive whole number"),
+        ("SIGNUP", "maybe", "WEBAPP_SIGNUP must be true or false"),
+        ("SESSION_BACKEND", "mongo", "WEBAPP_SESSION_BACKEND must be one of"),
+        ("TOUCH_INTERVAL", "5000", "TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT"),
+    ],
+)
+def test_bad_settings_are_refused_at_start_with_their_name(env_app, monkeypatch, name, value,
+                                                           message):
+    monkeypatch.setenv(f"WEBAPP_{name}", value)
+    with pytest.raises(ConfigError, match=message):
+        env_app()
+
+
+def test_from_environment_ignores_unrelated_variables():
+    assert from_environment({"WEBAPP_NOPE": "1", "PATH": "/bin"}) == {}
+
+
+def test_instance_folder_is_created_0700(env_app, tmp_path):
+    env_app()
+    assert mode(tmp_path / "instance") == 0o700
+
+
+def test_loose_instance_folder_is_tightened(env_app, tmp_path):
+    (tmp_path / "instance").mkdir(mode=0o755)
+    os.chmod(tmp_path / "instance", 0o755)
+    env_app()
+    assert mode(tmp_path / "instance") == 0o700
+
+
+def test_secret_key_is_generated_once_0600_and_reused(env_app, tmp_path):
+    first = env_app()
+    key_file = tmp_path / "instance" / "secret_key"
+    assert mode(key_file) == 0o600
+    assert first.secret_key == key_file.read_text().strip()
+    assert env_app().secret_key == first.secret_key
+
+
+def test_readable_secret_key_is_refused(env_app, tmp_path):
+    env_app()
+    os.chmod(tmp_path / "instance" / "secret_key", 0o644)
+    with pytest.raises(InstanceError, match="chmod 600"):
+        env_app()
+
+
+def test_explicit_secret_key_wins_and_writes_no_file(env_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("WEBAPP_SECRET_KEY", "k" * 40)
+    assert env_app().secret_key == "k" * 40
+    assert not (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_workers_starting_at_once_agree_on_one_key(tmp_path):
+    """Eight processes race to generate the key; all must read the same one."""
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    code = (
+        "import sys; from webapp.instance import load_or_create_secret_key as k; "
+        "print(k(sys.argv[1]))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(instance)], stdout=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    keys = {p.communicate()[0].strip() for p in procs}
+    assert len(keys) == 1
+    assert list(instance.iterdir()) == [instance / "secret_key"]
+
+
+def test_folders_are_absolute_and_beside_the_package(app):
+    root = Path(__file__).resolve().parent.parent
+    assert app.template_folder == str(root / "templates")
+    assert app.static_folder == str(root / "static")
+    assert os.path.isabs(app.instance_path)
+
+
+def test_proxy_hops_trusts_forwarded_client_address(app_config):
+    app = create_app({**app_config, "PROXY_HOPS": 1})
+
+    @app.get("/_ip")
+    def ip():
+        from flask import request
+
+        return request.remote_addr or ""
+
+    client = app.test_client()
+    assert client.get("/_ip", headers={"X-Forwarded-For": "203.0.113.9"}).text == "203.0.113.9"
+    plain = create_app({**app_config, "PROXY_HOPS": 0})
+    plain.add_url_rule("/_ip", view_func=ip)
+    assert plain.test_client().get("/_ip", headers={"X-Forwarded-For": "203.0.113.9"}).text != (
+        "203.0.113.9"
+    )

@@ -1,0 +1,51 @@
+"""The vendored htmx, its integrity hash, and templates free of inline code (the CSP)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+from webapp.config import HTMX_INTEGRITY
+
+ROOT = Path(__file__).resolve().parent.parent
+HTMX = ROOT / "static" / "vendor" / "htmx"
+
+
+def test_htmx_is_vendored_with_licence_and_version():
+    assert (HTMX / "LICENSE").read_text().strip()
+    assert "htmx.org 2.0.11" in (HTMX / "VERSION").read_text()
+    assert 'version:"2.0.11"' in (HTMX / "htmx.min.js").read_text().replace(" ", "")
+
+
+def test_htmx_integrity_hash_matches_the_file():
+    digest = hashlib.sha384((HTMX / "htmx.min.js").read_bytes()).digest()
+    assert HTMX_INTEGRITY == "sha384-" + base64.b64encode(digest).decode()
+
+
+def test_pages_load_htmx_with_its_integrity_hash(client):
+    html = client.get("/").get_data(as_text=True)
+    assert f'integrity="{HTMX_INTEGRITY}"' in html
+    assert "/static/vendor/htmx/htmx.min.js" in html
+    assert "https://" not in html.split("<body>")[0]  # no CDN
+
+
+def test_htmx_config_disables_eval_and_injected_styles(client):
+    html = client.get("/").get_data(as_text=True)
+    meta = re.search(r"<meta name=\"htmx-config\" content='([^']+)'", html)
+    assert meta and '"allowEval": false' in meta.group(1)
+    assert '"includeIndicatorStyles": false' in meta.group(1)
+
+
+def test_templates_have_no_inline_scripts_styles_or_handlers():
+    for path in (ROOT / "templates").rglob("*.html"):
+        text = re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S)  # Jinja comments
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), path
+        assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|hx-on|javascript:", text), path
+
+
+def test_static_files_are_served(client):
+    for path in ("/static/js/session.js", "/static/css/app.css", "/static/vendor/htmx/htmx.min.js"):
+        with client.get(path) as response:
+            assert response.status_code == 200

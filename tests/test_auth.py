@@ -383,9 +383,7 @@ def test_api_says_hello_when_signed_in(client, auth, user):
     ],
 )
 def test_htmx_request_gets_401_and_hx_redirect(client, current_url, location):
-    response = client.get(
-        "/profile", headers={"HX-Request": "true", "HX-Current-URL": current_url}
-    )
+    response = client.get("/profile", headers={"HX-Request": "true", "HX-Current-URL": current_url})
     assert response.status_code == 401
     assert response.headers["HX-Redirect"] == location
     assert "Location" not in response.headers

@@ -9,13 +9,22 @@ from webapp.accounts import authenticate, find_user
 from webapp.db import get_db
 
 
-def run(runner, *args, input=None):  # noqa: A002
+def run(runner, *args, input=None):
     return runner.invoke(args=["users", *args], input=input)
 
 
 def test_create_with_password_on_stdin(app, runner):
-    result = run(runner, "create", "dave", "--name", "Dave D", "--email", "d@example.com",
-                 "--password-stdin", input=PASSWORD + "\n")
+    result = run(
+        runner,
+        "create",
+        "dave",
+        "--name",
+        "Dave D",
+        "--email",
+        "d@example.com",
+        "--password-stdin",
+        input=PASSWORD + "\n",
+    )
     assert result.exit_code == 0, result.output
     with app.app_context():
         user = find_user(get_db(), "dave")

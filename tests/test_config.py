@@ -103,8 +103,9 @@ def test_environment_wins_over_the_instance_file(env_app, tmp_path, monkeypatch)
         ("TOUCH_INTERVAL", "5000", "TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT"),
     ],
 )
-def test_bad_settings_are_refused_at_start_with_their_name(env_app, monkeypatch, name, value,
-                                                           message):
+def test_bad_settings_are_refused_at_start_with_their_name(
+    env_app, monkeypatch, name, value, message
+):
     monkeypatch.setenv(f"WEBAPP_{name}", value)
     with pytest.raises(ConfigError, match=message):
         env_app()
@@ -121,7 +122,7 @@ def test_instance_folder_is_created_0700(env_app, tmp_path):
 
 def test_loose_instance_folder_is_tightened(env_app, tmp_path):
     (tmp_path / "instance").mkdir(mode=0o755)
-    os.chmod(tmp_path / "instance", 0o755)
+    os.chmod(tmp_path / "instance", 0o755)  # noqa: S103 (the loose folder under test)
     env_app()
     assert mode(tmp_path / "instance") == 0o700
 

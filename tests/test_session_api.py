@@ -121,9 +121,7 @@ def test_real_requests_extend_the_session_at_most_once_per_touch_interval(
     assert parse_expires(body["expires"]) == int(clock.time + app.config["IDLE_TIMEOUT"])
 
 
-def test_idle_session_ends_and_its_entry_is_deleted_on_first_sight(
-    app, client, auth, user, clock
-):
+def test_idle_session_ends_and_its_entry_is_deleted_on_first_sight(app, client, auth, user, clock):
     auth.login()
     assert len(store_files(app)) == 1
     clock.advance(app.config["IDLE_TIMEOUT"])

@@ -52,10 +52,13 @@ def entry_path(app, client) -> Path:
         pytest.param(lambda data: data[:6], id="truncated"),
         pytest.param(lambda data: b"\xff" * 40, id="garbage-from-byte-0"),
         pytest.param(lambda data: data[:4] + b"\xff\xfe\x80garbage" * 10, id="garbage-from-byte-4"),
-        pytest.param(lambda data: struct.pack("I", 0) + b"\x80\x04X\x02\x00\x00\x00\xff\xfe.",
-                     id="bad-utf8-pickle"),
-        pytest.param(lambda data: struct.pack("I", 0) + pickle.dumps(["not", "a", "dict"]),
-                     id="not-a-dict"),
+        pytest.param(
+            lambda data: struct.pack("I", 0) + b"\x80\x04X\x02\x00\x00\x00\xff\xfe.",
+            id="bad-utf8-pickle",
+        ),
+        pytest.param(
+            lambda data: struct.pack("I", 0) + pickle.dumps(["not", "a", "dict"]), id="not-a-dict"
+        ),
         pytest.param(lambda data: b"", id="empty"),
     ],
 )

@@ -23,7 +23,7 @@ class AccountError(ValueError):
 
 def username_error(username: str) -> str | None:
     if not USERNAME_PATTERN.fullmatch(username):
-        return "Username must be 1–64 letters, digits, '.', '_' or '-'."
+        return "Username must be 1 to 64 letters, digits, '.', '_' or '-'."
     return None
 
 

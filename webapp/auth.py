@@ -6,7 +6,6 @@ import logging
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     jsonify,
@@ -15,6 +14,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from . import accounts, session_policy
@@ -41,7 +41,7 @@ def load_user(user_id: str) -> User | None:
 
 
 @login_manager.unauthorized_handler
-def unauthorized() -> Response | tuple[Response, int]:
+def unauthorized() -> ResponseReturnValue:
     """APIs get 401 JSON, htmx gets 401 + HX-Redirect, pages a redirect to the sign-in form."""
     if is_htmx():
         return htmx_redirect(login_url(current_page()))
@@ -52,7 +52,7 @@ def unauthorized() -> Response | tuple[Response, int]:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int] | str:
+def login() -> ResponseReturnValue:
     form = LoginForm()
     if request.method == "GET":
         if current_user.is_authenticated:
@@ -71,7 +71,7 @@ def login() -> Response | tuple[str, int] | str:
 
 
 @bp.route("/logout", methods=["GET", "POST"])
-def logout() -> Response | str:
+def logout() -> ResponseReturnValue:
     if request.method == "POST" and current_user.is_authenticated:
         logger.info("user %s signed out", current_user.get_id())
         session_policy.end()
@@ -81,7 +81,7 @@ def logout() -> Response | str:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-def signup() -> Response | tuple[str, int] | str:
+def signup() -> ResponseReturnValue:
     if not current_app.config["SIGNUP"]:
         abort(404)
     if current_user.is_authenticated:

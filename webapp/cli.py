@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
@@ -27,21 +27,21 @@ def clear_errors() -> Iterator[None]:
     except accounts.AccountError as error:
         raise click.ClickException(str(error)) from None
     except SQLAlchemyError as error:
-        raise click.ClickException(f"database unreachable or failing: {error.__class__.__name__}: "
-                                   f"{str(error).splitlines()[0]}") from None
+        raise click.ClickException(
+            f"database unreachable or failing: {error.__class__.__name__}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
 
 
 def read_password(from_stdin: bool) -> str:
     """One line from standard input, or a hidden prompt asked twice."""
     if from_stdin:
         line = sys.stdin.readline()
-        password = line[:-1] if line.endswith("\n") else line
-        password = password[:-1] if password.endswith("\r") else password
+        password = line.removesuffix("\n").removesuffix("\r")
         if not password:
             raise click.ClickException("no password on standard input")
         return password
-    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return password
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 def existing_user(username: str) -> User:
@@ -51,7 +51,7 @@ def existing_user(username: str) -> User:
     return user
 
 
-password_stdin: Callable[..., Callable[..., object]] = click.option(
+password_stdin_option = click.option(
     "--password-stdin", is_flag=True, help="Read the password as one line from standard input."
 )
 
@@ -60,7 +60,7 @@ password_stdin: Callable[..., Callable[..., object]] = click.option(
 @click.argument("username")
 @click.option("--name", help="Display name (default: the username).")
 @click.option("--email", help="Email address.")
-@password_stdin
+@password_stdin_option
 def create_user(username: str, name: str | None, email: str | None, password_stdin: bool) -> None:
     """Create a user."""
     with clear_errors():
@@ -98,7 +98,7 @@ def delete_user(username: str) -> None:
 
 @users.command("set-password")
 @click.argument("username")
-@password_stdin
+@password_stdin_option
 def set_password(username: str, password_stdin: bool) -> None:
     """Set a user's password; their remember-me tokens are revoked."""
     with clear_errors():

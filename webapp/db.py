@@ -18,9 +18,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 def database_url(app: Flask) -> str:
     """The configured URL, or SQLite in the instance folder."""
-    return app.config["DATABASE_URL"] or "sqlite:///" + os.path.join(
-        app.instance_path, "webapp.db"
-    )
+    return app.config["DATABASE_URL"] or "sqlite:///" + os.path.join(app.instance_path, "webapp.db")
 
 
 def _enable_sqlite_concurrency(dbapi_connection: Any, _record: Any) -> None:

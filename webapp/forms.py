@@ -17,8 +17,8 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-def _check(rule):  # type: ignore[no-untyped-def]
-    def validator(_form, field):  # type: ignore[no-untyped-def]
+def _check(rule):
+    def validator(_form, field):
         error = rule(field.data or "")
         if error:
             raise ValidationError(error)
@@ -42,7 +42,10 @@ class SignupForm(FlaskForm):
     )
     confirm = PasswordField(
         "Confirm password",
-        validators=[InputRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
+        validators=[
+            InputRequired("Repeat the password."),
+            EqualTo("password", "Passwords differ."),
+        ],
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import tempfile
 
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
 
 class InstanceError(RuntimeError):
@@ -21,7 +22,7 @@ def ensure_private_folder(path: str) -> None:
     if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
     elif info.st_uid != os.geteuid():
-        raise InstanceError(f"{path} belongs to another user (uid {info.st_uid}); webapp must own it")
+        raise InstanceError(f"{path} belongs to uid {info.st_uid}; webapp's user must own it")
 
 
 def load_or_create_secret_key(instance_path: str) -> str:
@@ -36,10 +37,8 @@ def load_or_create_secret_key(instance_path: str) -> str:
         try:
             with os.fdopen(fd, "w") as handle:  # mkstemp creates it 0600
                 handle.write(secrets.token_hex(32))
-            try:
+            with contextlib.suppress(FileExistsError):  # another worker won: use its key
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
         finally:
             os.unlink(tmp)
     if stat.S_IMODE(os.stat(path).st_mode) & 0o077:

@@ -1,4 +1,4 @@
-""""Remember me": a random token per device, stored only as a hash, rotated on every use.
+"""Remember me: a random token per device, stored only as a hash, rotated on every use.
 
 Replaces Flask-Login's remember cookie (user id + HMAC, a year long, impossible to revoke).
 The cookie holds `selector.secret`; the table holds the selector and SHA-256 of the secret.
@@ -105,5 +105,7 @@ def apply_cookie(response: Response) -> Response:
             samesite="Lax",
         )
     else:
-        response.delete_cookie(cookie_name(), path="/", secure=secure, httponly=True, samesite="Lax")
+        response.delete_cookie(
+            cookie_name(), path="/", secure=secure, httponly=True, samesite="Lax"
+        )
     return response

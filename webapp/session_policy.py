@@ -5,8 +5,8 @@ record activity with throttled writes, end on the server, and never write on a r
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import current_app, g, request, session

@@ -32,8 +32,8 @@ class WebappSessionInterface(CacheLibSessionInterface):
         cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
         # Flask-Session never adopts an unknown id: it makes a new one, so a differing id
         # means the cookie named no live session (expired, ended, or made up).
-        session.stale_cookie = bool(cookie) and cookie != session.sid  # type: ignore[attr-defined]
-        if session.stale_cookie:  # type: ignore[attr-defined]
+        session.stale_cookie = bool(cookie) and cookie != session.sid
+        if session.stale_cookie:
             logger.info("session cookie names no live session; treated as signed out")
         return session
 

@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-run: $(STAMP) ## Serve on embedded defaults at http://$(BIND) (plain HTTP, loopback)
+run: $(STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:port to move)
 	@echo "webapp: serving http://$(BIND)/  (Ctrl-C stops)"
 	@echo "  Secure cookies are OFF (WEBAPP_SECURE_COOKIES=false): plain HTTP is for loopback"
 	@echo "  development only; behind TLS leave them on."

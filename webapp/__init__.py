@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     settings.validate(app.config)
+    if app.logger.level == logging.NOTSET:  # session events are INFO: show them by default
+        app.logger.setLevel(logging.INFO)
 
     from .instance import ensure_private_folder, load_or_create_secret_key
 

@@ -43,7 +43,9 @@ def test_a_thousand_sessions_all_stay_valid(app, user):
 
 def entry_path(app, client) -> Path:
     """The store file of the client's session, named as cachelib names it."""
-    return Path(app.session_interface.cache._get_filename("session:" + session_cookie(client)))
+    interface = app.session_interface
+    store_id = interface._get_store_id(session_cookie(client))
+    return Path(interface.cache._get_filename(store_id))
 
 
 @pytest.mark.parametrize(

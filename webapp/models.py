@@ -1,11 +1,11 @@
-"""The database tables: users and their remember-me tokens."""
+"""The database tables: users, their sessions index, remember-me tokens and sign-in history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DateTime, ForeignKey, String
+from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,3 +52,40 @@ class RememberToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UserSession(Base):
+    """One live session of a user, for listing and revoking. Holds only a hash of the session
+    id (the store keys entries by that same hash), so a leaked table cannot sign anyone in."""
+
+    __tablename__ = "user_sessions"
+
+    #: Public reference shown on /account/sessions and by the CLI; not the session id.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+
+
+class SignInEvent(Base):
+    """A sign-in attempt: the user's history, and what throttling counts."""
+
+    __tablename__ = "sign_in_events"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    #: The username as typed, folded: failures count for names that do not exist too.
+    username_key: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str | None] = mapped_column(String(45), index=True)
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    #: "success", "failure" or "locked".
+    outcome: Mapped[str] = mapped_column(String(16))
+    #: "password", "remember" or "reauthenticate".
+    method: Mapped[str] = mapped_column(String(16))

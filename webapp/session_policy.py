@@ -1,5 +1,6 @@
-"""The session rules in one place: start with a new id, expire on idle or absolute timeouts,
-record activity with throttled writes, end on the server, and never write on a read-only poll.
+"""The session rules in one place: a new id at every sign-in and privilege change, idle and
+absolute timeouts, throttled activity writes, freshness, server-side sign-out and revocation,
+and no writes at all on a read-only poll.
 """
 
 from __future__ import annotations
@@ -9,19 +10,22 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import current_app, g, request, session
+from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
+from flask_session.base import ServerSideSession
 from flask_wtf.csrf import generate_csrf
 
-from . import clock, remember
+from . import clock, events, remember, session_index, throttle
+from .db import get_db
 from .models import User
-from .session_store import session_interface
+from .session_store import current_session, session_interface
 
 logger = logging.getLogger(__name__)
 
 #: Keys webapp keeps in the session besides Flask-Login's `_user_id` and `_fresh`.
-SIGNED_IN_AT = "_signed_in_at"
-LAST_ACTIVE = "_last_active"
+SIGNED_IN_AT = "_signed_in_at"  # when this session was signed in (absolute timeout)
+LAST_ACTIVE = "_last_active"  # last recorded real request (idle timeout)
+AUTHENTICATED_AT = "_authenticated_at"  # last time the password was entered (freshness)
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -38,26 +42,66 @@ def _is_read_only_request() -> bool:
     return bool(getattr(view, "read_only_session", False))
 
 
-def start(user: User, *, remember_me: bool = False, fresh: bool = True) -> None:
-    """Sign `user` in on a brand-new session id with a new CSRF token.
-
-    The order matters: Flask-Session's regenerate() does nothing on an empty session.
-    """
-    session.clear()
+def _new_csrf_token() -> None:
+    session.pop("csrf_token", None)
     g.pop("csrf_token", None)
+    generate_csrf()
+
+
+def start(user: User, *, remember_me: bool = False, method: str = "password") -> None:
+    """Sign `user` in on a brand-new session id with a new CSRF token, and index the session.
+
+    The order matters: Flask-Session's regenerate() does nothing on an empty session. A session
+    restored from a remember-me token (method "remember") is not fresh.
+    """
+    fresh = method != "remember"
+    session.clear()
     login_user(user, fresh=fresh)
     now = clock.now()
     session[SIGNED_IN_AT] = now
     session[LAST_ACTIVE] = now
-    session_interface(current_app).regenerate(session)
-    generate_csrf()
+    if fresh:
+        session[AUTHENTICATED_AT] = now
+    session_interface(current_app).regenerate(current_session())
+    _new_csrf_token()
+    session_index.create(user, current_session().sid)
+    throttle.record(get_db(), user.username, "success", method, user)
     if remember_me:
         remember.issue(user)
+    events.record("sign_in", user_id=user.id, sid=current_session().sid, method=method)
 
 
-def end() -> None:
-    """Sign out: delete the stored session, its cookie and this device's remember-me token."""
+def rotate() -> None:
+    """Give the current session a new id (a privilege change); the old id is dead at once."""
+    old_sid = current_session().sid
+    session_interface(current_app).regenerate(current_session())
+    _new_csrf_token()
+    session_index.rotate(old_sid, current_session().sid)
+
+
+def reauthenticated(user: User) -> None:
+    """The user entered their password again: fresh from now, on a new session id."""
+    session["_fresh"] = True
+    session[AUTHENTICATED_AT] = clock.now()
+    rotate()
+    throttle.record(get_db(), user.username, "success", "reauthenticate", user)
+    events.record("reauthenticated", user_id=user.id, sid=current_session().sid)
+
+
+def is_fresh() -> bool:
+    """Whether the password was entered in this session within FRESH_TIMEOUT."""
+    entered = session.get(AUTHENTICATED_AT)
+    if not session.get("_fresh") or entered is None:
+        return False
+    return clock.now() - float(entered) < current_app.config["FRESH_TIMEOUT"]
+
+
+def end(event: str = "sign_out") -> None:
+    """Sign out: delete the stored session, its index row, its cookie and this device's
+    remember-me token."""
+    events.record(event, user_id=session.get("_user_id"), sid=current_session().sid)
     remember.revoke_current()
+    session_index.remove(current_session().sid)
     logout_user()
     session.clear()
 
@@ -74,6 +118,16 @@ def expires_at(data: Any = session) -> float | None:
     return min(signed_in + config["ABSOLUTE_TIMEOUT"], last_active + config["IDLE_TIMEOUT"])
 
 
+def _expire() -> None:
+    """End a timed-out session on first sight; on a read-only request only the store entry
+    and index row go (no cookie is touched)."""
+    events.record("session_expired", user_id=session.get("_user_id"), sid=current_session().sid)
+    session_interface(current_app).delete_entry(session)
+    session_index.remove(current_session().sid)
+    logout_user()
+    session.clear()
+
+
 def enforce() -> None:
     """before_request: end expired sessions, record activity, restore remembered users."""
     if request.endpoint == "static":
@@ -82,23 +136,27 @@ def enforce() -> None:
     g.read_only_session = read_only
     if "_user_id" not in session:
         if not read_only and (user := remember.redeem()) is not None:
-            start(user, fresh=False)
-            logger.info("session restored from remember-me token for user %s", user.id)
+            start(user, method="remember")
         return
     now = clock.now()
     ends = expires_at(session)
     if ends is None or now >= ends:
-        logger.info("session expired for user %s", session.get("_user_id"))
-        session_interface(current_app).delete_entry(session)
-        logout_user()
-        session.clear()
+        _expire()
         return
     if not read_only and now - float(session[LAST_ACTIVE]) >= current_app.config["TOUCH_INTERVAL"]:
         session[LAST_ACTIVE] = now
+        session_index.touch(current_session().sid)
 
 
-def init_app(app: Any) -> None:
+def _still_indexed(stored: ServerSideSession) -> bool:
+    """A signed-in session may be written only while its index row exists: a request that
+    was running when its session was revoked must not write it back."""
+    return "_user_id" not in stored or session_index.find(stored.sid) is not None
+
+
+def init_app(app: Flask) -> None:
     # Flask-Session gives every stored entry this TTL: a backstop for the idle timeout.
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=app.config["IDLE_TIMEOUT"])
+    session_interface(app).write_guard = _still_indexed
     app.before_request(enforce)
     app.after_request(remember.apply_cookie)

@@ -6,12 +6,14 @@ threshold of 500 deletes live sessions once 500 files exist; threshold=0 never p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from cachelib.file import FileSystemCache
-from flask import Flask, Request, Response, g
+from flask import Flask, Request, Response, g, session
 from flask_session.base import ServerSideSession
 from flask_session.cachelib import CacheLibSessionInterface
 
@@ -26,6 +28,11 @@ SID_BYTES = 32
 class WebappSessionInterface(CacheLibSessionInterface):
     """Flask-Session's interface plus webapp's rules: read-only requests never write, a bad
     entry is no session, and a cookie is deleted with the attributes it was set with."""
+
+    def _get_store_id(self, sid: str) -> str:
+        """Entries are keyed by SHA-256 of the session id, as the session index is: a listing
+        of the store or of the index gives no usable session id."""
+        return self.key_prefix + hashlib.sha256(sid.encode()).hexdigest()
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
         session = super().open_session(app, request)
@@ -52,6 +59,10 @@ class WebappSessionInterface(CacheLibSessionInterface):
         """Remove the session's stored entry (the cookie is left to the response)."""
         self._delete_session(self._get_store_id(session.sid))
 
+    def delete_by_hash(self, sid_hash: str) -> None:
+        """Remove an entry known only by the hash of its id (revocation from the index)."""
+        self._delete_session(self.key_prefix + sid_hash)
+
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if g.get("read_only_session"):
             return
@@ -60,7 +71,15 @@ class WebappSessionInterface(CacheLibSessionInterface):
                 self.delete_entry(session)
             self.delete_cookie(app, response)
             return
+        if session.modified and self.write_guard and not self.write_guard(session):
+            logger.info("not storing a session that was ended while this request ran")
+            self.delete_entry(session)
+            return
         super().save_session(app, session, response)
+
+    #: Decides whether a modified session may still be stored; session_policy sets it so that
+    #: a request running while its session is revoked cannot write the session back.
+    write_guard: Callable[[ServerSideSession], bool] | None = None
 
     def delete_cookie(self, app: Flask, response: Response) -> None:
         """Delete the session cookie; a __Host- cookie is only deleted with Secure and Path=/."""
@@ -100,3 +119,10 @@ def ping(app: Flask) -> None:
     if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
         raise OSError(f"session folder {folder} is not readable and writable")
     session_interface(app).cache.get(KEY_PREFIX + "healthz")
+
+
+def current_session() -> ServerSideSession:
+    """flask.session as the server-side session it is (Flask types it as the base mixin)."""
+    current = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(current, ServerSideSession)
+    return current

@@ -1,0 +1,248 @@
+"""Live fixtures: a real gunicorn (2 gthread workers) on a loopback port, and Debian's chromium.
+
+The unit tests drive the app in-process; these start what `make run` starts, so that the
+things only a real server shows (several workers sharing one key and one session store, the
+access log, real cookies in a real browser) are tested too.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: The virtualenv running pytest also holds gunicorn and flask (`.venv/bin` under `make`).
+BIN = Path(sys.executable).parent
+
+USERNAME = "alice"
+NAME = "Alice Example"
+EMAIL = "alice@example.com"
+PASSWORD = "correct horse battery staple"
+
+WORKERS = 2
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+#: One access-log line per request, with the serving worker's pid (gunicorn prints `<pid>`) and
+#: the User-Agent, so that a test can pick out its own requests.
+ACCESS_LOG_FORMAT = 'access pid=%(p)s status=%(s)s ua="%(a)s" request="%(r)s"'
+ACCESS_LINE = re.compile(
+    r'^access pid=<(?P<pid>\d+)> status=(?P<status>\d+) ua="(?P<ua>[^"]*)" '
+    r'request="(?P<request>[^"]*)"$'
+)
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass(frozen=True)
+class AccessLine:
+    pid: int
+    status: int
+    user_agent: str
+    request: str
+
+
+@dataclass
+class LiveServer:
+    """A running gunicorn: where it listens, and what it has logged so far."""
+
+    base_url: str
+    access_log: Path
+    error_log: Path
+    poll_seconds: int
+    username: str = USERNAME
+    name: str = NAME
+    email: str = EMAIL
+    password: str = PASSWORD
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def output(self) -> str:
+        """Everything gunicorn wrote, for failure messages."""
+        return (
+            f"--- access log (stdout) ---\n{_read(self.access_log)}\n"
+            f"--- error log (stderr) ---\n{_read(self.error_log)}"
+        )
+
+    def access_lines(self) -> list[AccessLine]:
+        lines = []
+        for line in _read(self.access_log).splitlines():
+            if match := ACCESS_LINE.match(line):
+                lines.append(
+                    AccessLine(
+                        int(match["pid"]), int(match["status"]), match["ua"], match["request"]
+                    )
+                )
+        return lines
+
+    def worker_pids(self) -> set[int]:
+        return {int(pid) for pid in BOOTED.findall(_read(self.error_log))}
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _environment(instance: Path, poll_seconds: int) -> dict[str, str]:
+    """The caller's environment without its WEBAPP_* settings, plus the test settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WEBAPP_")}
+    env.pop("BIND", None)
+    env.update(
+        WEBAPP_INSTANCE_PATH=str(instance),
+        WEBAPP_SECURE_COOKIES="false",  # plain HTTP on loopback: __Host- cookies need HTTPS
+        WEBAPP_POLL_SECONDS=str(poll_seconds),
+        # Argon2 is slow by design; the cheapest parameters keep sign-ins fast here.
+        WEBAPP_ARGON2_TIME_COST="1",
+        WEBAPP_ARGON2_MEMORY_COST="8",
+        WEBAPP_ARGON2_PARALLELISM="1",
+        WEB_CONCURRENCY=str(WORKERS),
+        LOG_LEVEL="info",  # the "Listening at" and "Booting worker" lines are parsed
+    )
+    return env
+
+
+def _create_user(env: dict[str, str]) -> None:
+    """Through the documented CLI, as an operator would; it also creates the tables."""
+    result = subprocess.run(
+        [
+            str(BIN / "flask"),
+            "--app",
+            "webapp",
+            "users",
+            "create",
+            USERNAME,
+            "--name",
+            NAME,
+            "--email",
+            EMAIL,
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, f"users create failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _healthy(base_url: str) -> bool:
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=2)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], server: LiveServer) -> None:
+    """Until /healthz answers 200 and every worker has booted; fail with gunicorn's output."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}\n{server.output()}")
+        if not server.base_url and (match := LISTENING.search(_read(server.error_log))):
+            server.base_url = f"http://127.0.0.1:{match[1]}"
+        if server.base_url and len(server.worker_pids()) >= WORKERS and _healthy(server.base_url):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"gunicorn did not serve /healthz within {START_TIMEOUT} s\n{server.output()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Graceful first (SIGTERM lets workers finish), then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """gunicorn serving the app from a fresh instance folder, with user alice created.
+
+    One per test module keeps the suite fast; the tests sign in and out in their own cookie
+    jars or browser contexts, so they do not disturb each other. Parametrize indirectly with
+    the poll interval in seconds to change it (default 1).
+    """
+    poll_seconds = int(getattr(request, "param", 1))
+    folder = tmp_path_factory.mktemp("gunicorn")
+    env = _environment(folder / "instance", poll_seconds)
+    _create_user(env)
+    server = LiveServer(
+        base_url="",
+        access_log=folder / "access.log",
+        error_log=folder / "error.log",
+        poll_seconds=poll_seconds,
+    )
+    with server.access_log.open("wb") as stdout, server.error_log.open("wb") as stderr:
+        # Port 0: the kernel picks a free port and gunicorn logs it, so there is no window in
+        # which another process could take a port chosen in advance.
+        process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                "gunicorn.conf.py",
+                "--no-control-socket",
+                "--bind",
+                "127.0.0.1:0",
+                "--access-logformat",
+                ACCESS_LOG_FORMAT,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        try:
+            _wait_until_serving(process, server)
+            yield server
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's chromium: Playwright's own browser downloads are not available here."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def base_url() -> str | None:
+    """None: the live tests build absolute URLs from `live_server`, whose port is only known
+    once it runs. Overriding also keeps pytest-playwright's fallback `base_url` (a
+    session-scoped instance-method fixture) out of the way: pytest 9 deprecates that, and
+    `filterwarnings = error` makes the warning fail every browser test."""
+    return None

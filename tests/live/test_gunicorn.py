@@ -1,0 +1,198 @@
+"""Against a real gunicorn with two workers: sign in, poll /session, sign out.
+
+In-process tests share one app object; only separate worker processes show that the secret
+key and the session store are really shared, and that polls never write a cookie.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from html.parser import HTMLParser
+from http.cookiejar import CookieJar
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
+    from conftest import AccessLine, LiveServer
+
+pytestmark = pytest.mark.live
+
+POLLS = 100
+COOKIE = "session"  # WEBAPP_SECURE_COOKIES=false: no __Host- prefix on plain HTTP
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+class _KeepEveryResponse(urllib.request.HTTPErrorProcessor):
+    """Hand back 3xx and 4xx as they are: the tests check redirects rather than follow them."""
+
+    def http_response(self, request: urllib.request.Request, response: Any) -> Any:
+        return response
+
+    https_response = http_response
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class Browser:
+    """A cookie jar and urllib: every request is a new connection (urllib sends
+    `Connection: close`), so the kernel hands each one to whichever worker accepts first."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.jar = CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), _KeepEveryResponse
+        )
+
+    def request(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        opener: urllib.request.OpenerDirector | None = None,
+    ) -> Reply:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        url = self.server.url(path)  # always http://127.0.0.1:PORT/...
+        request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
+        with (opener or self.opener).open(request, timeout=10) as response:
+            return Reply(response.status, response.headers, response.read())
+
+    def cookie(self, name: str) -> str | None:
+        return next((cookie.value for cookie in self.jar if cookie.name == name), None)
+
+
+class _CsrfFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.field: str | None = None
+        self.meta: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "input" and values.get("name") == "csrf_token" and self.field is None:
+            self.field = values.get("value")
+        if tag == "meta" and values.get("name") == "csrf-token":
+            self.meta = values.get("content")
+
+
+def csrf_tokens(html: str) -> tuple[str | None, str | None]:
+    """The first form's hidden csrf_token and the page's <meta name="csrf-token">."""
+    finder = _CsrfFinder()
+    finder.feed(html)
+    return finder.field, finder.meta
+
+
+def location_path(reply: Reply) -> str:
+    return urllib.parse.urlsplit(reply.headers["Location"]).path
+
+
+def wait_for_access_lines(server: LiveServer, user_agent: str, count: int) -> list[AccessLine]:
+    """gunicorn logs a request after answering it, so the last lines may lag the replies."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in server.access_lines() if line.user_agent == user_agent]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_sign_in_poll_on_both_workers_sign_out(live_server: LiveServer) -> None:
+    """Polls served by either worker see the same signed-in session and never set a cookie;
+    after sign-out the old cookie is worth nothing on the server."""
+    browser = Browser(live_server)
+
+    login_page = browser.request("/login")
+    assert login_page.status == 200
+    token, _meta = csrf_tokens(login_page.text)
+    assert token, "the sign-in form has no csrf_token field"
+    anonymous_sid = browser.cookie(COOKIE)
+    assert anonymous_sid, "GET /login set no session cookie to tie the CSRF token to"
+
+    signed_in = browser.request(
+        "/login",
+        data={
+            "username": live_server.username,
+            "password": live_server.password,
+            "csrf_token": token,
+            "next": "",
+        },
+    )
+    assert signed_in.status == 303, signed_in.text
+    assert location_path(signed_in) == "/profile"
+    sid = browser.cookie(COOKIE)
+    assert sid, "sign-in set no session cookie"
+    assert sid != anonymous_sid, "sign-in must start a new session id (session fixation)"
+
+    marker = f"live-poll-{uuid.uuid4()}"
+
+    def poll(_: int) -> Reply:
+        return browser.request("/session", headers={"User-Agent": marker})
+
+    # A few at a time, each on its own connection: both workers get to accept some.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        replies = list(pool.map(poll, range(POLLS)))
+
+    now = datetime.now(UTC)
+    for reply in replies:
+        assert reply.status == 200
+        assert reply.headers.get_all("Set-Cookie") is None, "a poll must never set a cookie"
+        assert reply.headers["Cache-Control"] == "private, no-store"
+        state = reply.json()
+        assert state["user"] == {
+            "id": state["user"]["id"],
+            "username": live_server.username,
+            "name": live_server.name,
+            "email": live_server.email,
+        }
+        assert isinstance(state["user"]["id"], str)
+        assert ISO_UTC.fullmatch(state["expires"]), state["expires"]
+        assert datetime.strptime(state["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) > now
+    assert browser.cookie(COOKIE) == sid
+
+    lines = wait_for_access_lines(live_server, marker, POLLS)
+    assert len(lines) == POLLS, live_server.output()
+    assert {line.request for line in lines} == {"GET /session HTTP/1.1"}
+    assert {line.status for line in lines} == {200}
+    pids = {line.pid for line in lines}
+    assert len(pids) == 2, f"polls were served by workers {pids} only\n{live_server.output()}"
+    assert pids <= live_server.worker_pids()
+
+    confirm = browser.request("/logout")
+    assert confirm.status == 200
+    field, meta = csrf_tokens(confirm.text)
+    assert field and field == meta, "the sign-out form and the page carry different tokens"
+
+    signed_out = browser.request("/logout", data={"csrf_token": field})
+    assert signed_out.status == 303, signed_out.text
+    assert location_path(signed_out) == "/login"
+    assert browser.cookie(COOKIE) is None, "sign-out must delete the session cookie"
+    assert browser.request("/session").json() == {}
+
+    # The old cookie, replayed as if stolen: the server-side entry must be gone.
+    no_jar = urllib.request.build_opener(_KeepEveryResponse)
+    replay = browser.request("/session", headers={"Cookie": f"{COOKIE}={sid}"}, opener=no_jar)
+    assert replay.status == 200
+    assert replay.json() == {}
+    assert replay.headers.get_all("Set-Cookie") is None

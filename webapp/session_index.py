@@ -1,0 +1,121 @@
+"""The per-user index of live sessions in the database, for listing and revoking them.
+
+Rows hold SHA-256 of the session id, which is also the store's key for the entry: revoking
+deletes the entry by that hash, and a leaked table gives no usable session id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+
+from flask import current_app, request
+from sqlalchemy import delete, select, update
+from ua_parser import parse
+
+from . import clock
+from .db import get_db
+from .models import User, UserSession
+from .session_store import session_interface
+
+
+def sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def create(user: User, sid: str) -> UserSession:
+    now = clock.utcnow()
+    row = UserSession(
+        id=secrets.token_urlsafe(9),
+        sid_hash=sid_hash(sid),
+        user_id=user.id,
+        created_at=now,
+        last_active_at=now,
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string[:512],
+    )
+    db = get_db()
+    db.add(row)
+    db.commit()
+    return row
+
+
+def find(sid: str) -> UserSession | None:
+    return get_db().scalar(select(UserSession).where(UserSession.sid_hash == sid_hash(sid)))
+
+
+def rotate(old_sid: str, new_sid: str) -> None:
+    """The session got a new id: point its row at it."""
+    db = get_db()
+    db.execute(
+        update(UserSession)
+        .where(UserSession.sid_hash == sid_hash(old_sid))
+        .values(sid_hash=sid_hash(new_sid))
+    )
+    db.commit()
+
+
+def touch(sid: str) -> None:
+    db = get_db()
+    db.execute(
+        update(UserSession)
+        .where(UserSession.sid_hash == sid_hash(sid))
+        .values(last_active_at=clock.utcnow())
+    )
+    db.commit()
+
+
+def remove(sid: str) -> None:
+    """Forget a session that ended (sign-out, expiry); its store entry is handled by the caller."""
+    db = get_db()
+    db.execute(delete(UserSession).where(UserSession.sid_hash == sid_hash(sid)))
+    db.commit()
+
+
+def revoke(rows: list[UserSession]) -> int:
+    """End these sessions: delete their store entries and rows. Their next request, a poll
+    included, finds no session."""
+    interface = session_interface(current_app)
+    db = get_db()
+    for row in rows:
+        interface.delete_by_hash(row.sid_hash)
+        db.delete(row)
+    db.commit()
+    return len(rows)
+
+
+def sessions_of(user_id: int) -> list[UserSession]:
+    """Every indexed session of the user, newest activity first (some may have timed out)."""
+    query = select(UserSession).where(UserSession.user_id == user_id)
+    return list(get_db().scalars(query.order_by(UserSession.last_active_at.desc())))
+
+
+def is_live(row: UserSession) -> bool:
+    config = current_app.config
+    now = clock.utcnow()
+    idle_end = clock.as_utc(row.last_active_at) + timedelta(seconds=config["IDLE_TIMEOUT"])
+    absolute_end = clock.as_utc(row.created_at) + timedelta(seconds=config["ABSOLUTE_TIMEOUT"])
+    return now < min(idle_end, absolute_end)
+
+
+def live_sessions_of(user_id: int) -> list[UserSession]:
+    return [row for row in sessions_of(user_id) if is_live(row)]
+
+
+def revoke_all(user_id: int, keep_sid: str | None = None) -> int:
+    """End every session of the user except `keep_sid`'s (if given)."""
+    keep = sid_hash(keep_sid) if keep_sid else None
+    return revoke([row for row in sessions_of(user_id) if row.sid_hash != keep])
+
+
+@lru_cache(maxsize=256)
+def describe_device(user_agent: str) -> str:
+    """ "Firefox 130 on Windows", from a User-Agent string."""
+    result = parse(user_agent)
+    browser = result.user_agent.family if result.user_agent else "Unknown browser"
+    if result.user_agent and result.user_agent.major:
+        browser += f" {result.user_agent.major}"
+    system = result.os.family if result.os else None
+    return f"{browser} on {system}" if system and system != "Other" else browser

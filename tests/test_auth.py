@@ -73,7 +73,7 @@ def test_empty_fields_are_a_form_error_not_a_crash(client):
 # CSRF --------------------------------------------------------------------------------------
 
 
-def test_sign_in_without_csrf_token_is_400_and_signs_nobody_in(client, user):
+def test_v4_2_2_sign_in_without_csrf_token_is_400_and_signs_nobody_in(client, user):
     client.get("/login")
     response = client.post("/login", data={"username": "alice", "password": PASSWORD})
     assert response.status_code == 400
@@ -88,13 +88,13 @@ def test_sign_in_with_a_wrong_csrf_token_is_400(client, user):
     assert client.get("/session").json == {}
 
 
-def test_sign_out_without_csrf_token_is_400_and_keeps_the_session(client, auth, user):
+def test_v4_2_2_sign_out_without_csrf_token_is_400_and_keeps_the_session(client, auth, user):
     auth.login()
     assert client.post("/logout").status_code == 400
     assert client.get("/session").json["user"]["username"] == "alice"
 
 
-def test_csrf_token_from_another_session_is_refused(app, auth, user):
+def test_v4_2_2_csrf_token_from_another_session_is_refused(app, auth, user):
     other = app.test_client()
     foreign = csrf_token(other)
     auth.login()
@@ -151,7 +151,7 @@ def test_hostile_next_is_not_put_into_the_login_form(client, target):
 # rotation and server-side sign-out ------------------------------------------------------------
 
 
-def test_session_id_planted_before_sign_in_is_not_authenticated_after(app, client, auth, user):
+def test_v3_2_1_new_session_id_on_sign_in(app, client, auth, user):
     client.get("/login")
     planted = session_cookie(client)
     assert planted
@@ -163,7 +163,7 @@ def test_session_id_planted_before_sign_in_is_not_authenticated_after(app, clien
     assert attacker.get("/profile").status_code == 302
 
 
-def test_sign_out_deletes_the_session_on_the_server(app, client, auth, user):
+def test_v3_3_1_sign_out_kills_the_session_on_the_server(app, client, auth, user):
     auth.login()
     saved = session_cookie(client)
     assert len(store_files(app)) == 1
@@ -303,7 +303,7 @@ def test_remember_token_is_stored_only_as_a_hash(app, client, auth, user):
         assert token is not None and secret not in token.secret_hash
 
 
-def test_sign_out_revokes_the_remember_token(app, client, auth, user):
+def test_v3_3_1_sign_out_revokes_the_remember_token(app, client, auth, user):
     auth.login(remember=True)
     value = remember_cookie(client)
     response = auth.logout()

@@ -53,7 +53,7 @@ def test_defaults_are_secure_cookies(env_app):
     assert app.config["SESSION_REFRESH_EACH_REQUEST"] is False
 
 
-def test_secure_session_cookie_has_every_flag(env_app, monkeypatch):
+def test_v3_4_1_to_v3_4_5_cookies_are_secure_httponly_samesite_host_scoped(env_app, monkeypatch):
     from helpers import PASSWORD, csrf_token
 
     from webapp.accounts import create_user

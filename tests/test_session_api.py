@@ -39,7 +39,7 @@ def test_signed_in_poll_shows_the_user_and_the_true_end(app, client, auth, user,
     assert parse_expires(body["expires"]) == int(signed_in + app.config["IDLE_TIMEOUT"])
 
 
-def test_absolute_timeout_ends_even_an_active_session(app_config, clock):
+def test_v3_3_2_absolute_timeout_ends_even_an_active_session(app_config, clock):
     from helpers import PASSWORD, AuthActions
 
     from webapp import create_app
@@ -95,7 +95,7 @@ def test_anonymous_polls_create_nothing(app, client):
     assert store_files(app) == {}
 
 
-def test_polls_do_not_extend_the_session(app, client, auth, user, clock):
+def test_v3_3_2_idle_timeout_holds_while_a_tab_polls(app, client, auth, user, clock):
     auth.login()
     idle = app.config["IDLE_TIMEOUT"]
     for _ in range(idle // 60):
@@ -121,7 +121,7 @@ def test_real_requests_extend_the_session_at_most_once_per_touch_interval(
     assert parse_expires(body["expires"]) == int(clock.time + app.config["IDLE_TIMEOUT"])
 
 
-def test_idle_session_ends_and_its_entry_is_deleted_on_first_sight(app, client, auth, user, clock):
+def test_v3_3_1_expired_session_is_dead_and_deleted_on_first_sight(app, client, auth, user, clock):
     auth.login()
     assert len(store_files(app)) == 1
     clock.advance(app.config["IDLE_TIMEOUT"])

@@ -62,9 +62,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security_headers.init_app(app)
     cli.init_app(app)
 
-    from . import auth, pages, session_api
+    from . import account, auth, pages, session_api
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(session_api.bp)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import (
     Blueprint,
     abort,
@@ -17,7 +15,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from . import accounts, session_policy
+from . import accounts, events, session_policy, throttle
 from .db import get_db
 from .errors import wants_json
 from .extensions import login_manager
@@ -26,7 +24,6 @@ from .htmx import current_page, htmx_redirect, is_htmx, login_url
 from .models import User
 from .safe_redirect import next_or_default, safe_next
 
-logger = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 LOGIN_FAILED = "Invalid username or password"
@@ -61,21 +58,46 @@ def login() -> ResponseReturnValue:
         return render_template("auth/login.html", form=form)
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
-    user = accounts.authenticate(get_db(), form.username.data, form.password.data)
+    db, username = get_db(), form.username.data
+    wait = throttle.retry_after(db, username)
+    if wait:
+        error = locked_out(username, wait)
+        html = render_template("auth/login.html", form=form, error=error)
+        return html, 429, {"Retry-After": str(wait)}
+    user = accounts.authenticate(db, username, form.password.data)
     if user is None:
-        logger.info("failed sign-in from %s", request.remote_addr)
+        failed_attempt(username, "password")
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
     session_policy.start(user, remember_me=form.remember.data)
-    logger.info("user %s signed in from %s", user.id, request.remote_addr)
     return redirect(next_or_default(form.next.data), 303)
+
+
+def failed_attempt(username: str, method: str) -> None:
+    """Count a wrong password for `username` (existing or not) and log it."""
+    db = get_db()
+    user = accounts.find_user(db, username) if accounts.username_error(username) is None else None
+    throttle.record(db, username, "failure", method, user)
+    events.record("sign_in_failed", user_id=user.id if user else None, method=method)
+
+
+def locked_out(username: str, wait: int) -> str:
+    """Record a refused attempt on a locked username; the message for its 429 answer, the same
+    for every username, existing or not."""
+    throttle.record(get_db(), username, "locked", "password", None)
+    events.record("sign_in_locked", retry_after=wait)
+    return f"Too many failed sign-ins. Wait {wait} seconds, then try again."
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> ResponseReturnValue:
-    if request.method == "POST" and current_user.is_authenticated:
-        logger.info("user %s signed out", current_user.get_id())
-        session_policy.end()
-    if request.method == "POST" or not current_user.is_authenticated:
+    if request.method == "POST":
+        if current_user.is_authenticated:
+            session_policy.end()
+        response = redirect(url_for("auth.login"), 303)
+        # Also drops what this site left in the browser's storage (a secure context only).
+        response.headers["Clear-Site-Data"] = '"cookies", "storage"'
+        return response
+    if not current_user.is_authenticated:
         return redirect(url_for("auth.login"), 303)
     return render_template("auth/logout.html", form=LogoutForm())
 
@@ -97,7 +119,6 @@ def signup() -> ResponseReturnValue:
         except accounts.AccountError as error:
             form.username.errors = [*form.username.errors, str(error)]
         else:
-            session_policy.start(user)
-            logger.info("user %s signed up from %s", user.id, request.remote_addr)
+            session_policy.start(user, method="signup")
             return redirect(url_for("pages.profile"), 303)
     return render_template("auth/signup.html", form=form), 400

@@ -1,4 +1,4 @@
-"""Command line: `flask --app webapp users create|list|delete|set-password`."""
+"""Command line: `flask --app webapp users ...` and `flask --app webapp sessions ...`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts
+from . import accounts, session_index, session_policy
 from .db import get_db
-from .models import User
+from .models import User, UserSession
 
 users = AppGroup("users", help="Create, list, delete users and set their passwords.")
 
@@ -90,9 +90,11 @@ def list_users() -> None:
 @users.command("delete")
 @click.argument("username")
 def delete_user(username: str) -> None:
-    """Delete a user; their sessions and remember-me tokens stop working."""
+    """Delete a user; their sessions and remember-me tokens end with them."""
     with clear_errors():
-        accounts.delete_user(get_db(), existing_user(username))
+        user = existing_user(username)
+        session_policy.end_all_sessions(user)
+        accounts.delete_user(get_db(), user)
     click.echo(f"Deleted user {username!r}.")
 
 
@@ -100,12 +102,59 @@ def delete_user(username: str) -> None:
 @click.argument("username")
 @password_stdin_option
 def set_password(username: str, password_stdin: bool) -> None:
-    """Set a user's password; their remember-me tokens are revoked."""
+    """Set a user's password; every session and remember-me token of theirs ends."""
     with clear_errors():
         user = existing_user(username)
         accounts.set_password(get_db(), user, read_password(password_stdin))
-    click.echo(f"Password changed for {username!r}.")
+        ended = session_policy.end_all_sessions(user)
+    click.echo(f"Password changed for {username!r}; {ended} session(s) ended.")
+
+
+sessions = AppGroup("sessions", help="List and end users' sessions.")
+
+
+@sessions.command("list")
+@click.option("--user", "username", help="Only this user's sessions.")
+def list_sessions(username: str | None) -> None:
+    """List live sessions: reference, user, device, address, created, last active."""
+    with clear_errors():
+        query = select(UserSession, User).join(User).order_by(UserSession.last_active_at.desc())
+        if username is not None:
+            query = query.where(UserSession.user_id == existing_user(username).id)
+        rows = [(s, u) for s, u in get_db().execute(query) if session_index.is_live(s)]
+    if not rows:
+        click.echo("No live sessions.")
+        return
+    click.echo(f"{'ID':<14} {'USER':<16} {'DEVICE':<28} {'IP':<16} {'CREATED':<17} LAST ACTIVE")
+    for row, user in rows:
+        device = session_index.describe_device(row.user_agent)[:28]
+        created = row.created_at.strftime("%Y-%m-%d %H:%M")
+        active = row.last_active_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(
+            f"{row.id:<14} {user.username:<16} {device:<28} {row.ip or '-':<16} {created:<17} "
+            f"{active}"
+        )
+
+
+@sessions.command("revoke")
+@click.argument("ref", required=False)
+@click.option("--user", "username", help="End every session and remember-me token of this user.")
+def revoke_sessions(ref: str | None, username: str | None) -> None:
+    """End one session (by ID from `sessions list`) or all of a user's (--user)."""
+    if (ref is None) == (username is None):
+        raise click.UsageError("give either a session ID or --user USERNAME")
+    with clear_errors():
+        if username is not None:
+            ended = session_policy.end_all_sessions(existing_user(username))
+            click.echo(f"Ended {ended} session(s) of {username!r} and their remember-me tokens.")
+            return
+        row = get_db().get(UserSession, ref)
+        if row is None:
+            raise click.ClickException(f"no such session: {ref!r}")
+        session_index.revoke([row])
+    click.echo(f"Ended session {ref}.")
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
+    app.cli.add_command(sessions)

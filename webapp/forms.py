@@ -51,3 +51,26 @@ class SignupForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """Only the CSRF token: signing out must be a deliberate POST."""
+
+
+class PasswordConfirmForm(FlaskForm):
+    """Re-entering the password: before ending sessions, or to become fresh again."""
+
+    password = PasswordField("Your password", validators=[InputRequired("Enter your password.")])
+    next = HiddenField()
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[InputRequired("Enter your current password.")]
+    )
+    new_password = PasswordField(
+        "New password", validators=[InputRequired("Choose a password."), _check(policy_error)]
+    )
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[
+            InputRequired("Repeat the password."),
+            EqualTo("new_password", "Passwords differ."),
+        ],
+    )

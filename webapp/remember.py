@@ -11,7 +11,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, has_request_context, request
 from sqlalchemy import delete
 
 from . import clock
@@ -86,6 +86,17 @@ def revoke_current() -> None:
         db.commit()
     if cookie_name() in request.cookies:
         g.remember_cookie = ""
+
+
+def revoke_all(user: User, *, keep_current: bool) -> None:
+    """Delete the user's tokens, except the one this request's cookie names if asked to."""
+    query = delete(RememberToken).where(RememberToken.user_id == user.id)
+    current = _cookie_token() if keep_current and has_request_context() else None
+    if current is not None:
+        query = query.where(RememberToken.selector != current.selector)
+    db = get_db()
+    db.execute(query)
+    db.commit()
 
 
 def apply_cookie(response: Response) -> Response:

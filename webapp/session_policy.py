@@ -99,11 +99,30 @@ def is_fresh() -> bool:
 def end(event: str = "sign_out") -> None:
     """Sign out: delete the stored session, its index row, its cookie and this device's
     remember-me token."""
-    events.record(event, user_id=session.get("_user_id"), sid=current_session().sid)
+    events.record(event, user_id=current_user_id(), sid=current_session().sid)
     remember.revoke_current()
     session_index.remove(current_session().sid)
     logout_user()
     session.clear()
+
+
+def end_other_sessions(user: User) -> int:
+    """End every session of the user but this one, and every remember-me token but this
+    device's; the number of sessions ended."""
+    remember.revoke_all(user, keep_current=True)
+    return session_index.revoke_all(user.id, keep_sid=current_session().sid)
+
+
+def end_all_sessions(user: User) -> int:
+    """End every session and remember-me token of the user (CLI: password set, user deleted)."""
+    remember.revoke_all(user, keep_current=False)
+    return session_index.revoke_all(user.id)
+
+
+def current_user_id() -> int | None:
+    """The signed-in user's id as the session holds it, without loading the user."""
+    value = session.get("_user_id")
+    return int(value) if value is not None and str(value).isdigit() else None
 
 
 def expires_at(data: Any = session) -> float | None:
@@ -121,7 +140,7 @@ def expires_at(data: Any = session) -> float | None:
 def _expire() -> None:
     """End a timed-out session on first sight; on a read-only request only the store entry
     and index row go (no cookie is touched)."""
-    events.record("session_expired", user_id=session.get("_user_id"), sid=current_session().sid)
+    events.record("session_expired", user_id=current_user_id(), sid=current_session().sid)
     session_interface(current_app).delete_entry(session)
     session_index.remove(current_session().sid)
     logout_user()

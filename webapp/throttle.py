@@ -39,11 +39,11 @@ def _lock_seconds(failures: int, limit: int, last: datetime, now: datetime) -> i
     return max(0, math.ceil(remaining))
 
 
-def _failures(db: Session, condition: Any, since: datetime) -> tuple[int, datetime | None]:
-    """Failures matching `condition` since `since`, but not before the username's last success."""
+def _failures(db: Session, *conditions: Any) -> tuple[int, datetime | None]:
+    """How many failures match, and when the latest was."""
     count, last = db.execute(
         select(func.count(), func.max(SignInEvent.at)).where(
-            condition, SignInEvent.outcome == "failure", SignInEvent.at >= since
+            SignInEvent.outcome == "failure", *conditions
         )
     ).one()
     return int(count), last
@@ -53,17 +53,18 @@ def retry_after(db: Session, username: str) -> int:
     """Seconds until this username (and this client) may try again; 0 when not locked."""
     now = clock.utcnow()
     key = username.lower()[:64]
-    since = now - WINDOW
+    recent = SignInEvent.at >= now - WINDOW
+    # A success for the username starts its count afresh (ids order events written together).
     last_success = db.scalar(
-        select(func.max(SignInEvent.at)).where(
+        select(func.max(SignInEvent.id)).where(
             SignInEvent.username_key == key, SignInEvent.outcome == "success"
         )
     )
-    if last_success is not None and clock.as_utc(last_success) > since:
-        since = clock.as_utc(last_success)
-    count, last = _failures(db, SignInEvent.username_key == key, since)
+    count, last = _failures(
+        db, recent, SignInEvent.username_key == key, SignInEvent.id > (last_success or 0)
+    )
     by_name = _lock_seconds(count, USERNAME_LIMIT, last, now) if last else 0
-    count, last = _failures(db, SignInEvent.ip == request.remote_addr, now - WINDOW)
+    count, last = _failures(db, recent, SignInEvent.ip == request.remote_addr)
     by_ip = _lock_seconds(count, IP_LIMIT, last, now) if last else 0
     return max(by_name, by_ip)
 

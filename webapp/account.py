@@ -1,0 +1,174 @@
+"""Blueprint: the signed-in user's own account: active sessions, password, re-authentication."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import Field
+
+from . import accounts, events, session_index, session_policy, throttle
+from .auth import failed_attempt, locked_out
+from .db import get_db
+from .forms import ChangePasswordForm, PasswordConfirmForm
+from .htmx import current_page, htmx_redirect, is_htmx
+from .models import UserSession
+from .passwords import passwords
+from .safe_redirect import next_or_default, safe_next
+from .session_store import current_session
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+WRONG_PASSWORD = "That password is not right."  # noqa: S105 (a message)
+
+#: Renders a page again with the form, a status and an optional page-level error.
+Render = Callable[[Any, int, str | None], tuple[str, int]]
+
+
+def fresh_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """Sensitive actions need the password entered within FRESH_TIMEOUT; otherwise ask for it
+    and come back here (Flask-Login's fresh_login_required, on webapp's own clock)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if session_policy.is_fresh():
+            return view(*args, **kwargs)
+        page = current_page() if is_htmx() else safe_next(request.full_path.rstrip("?"))
+        target = url_for("account.reauthenticate", next=page)
+        if is_htmx():
+            return htmx_redirect(target)
+        flash("Please enter your password again to continue.")
+        return redirect(target, 303 if request.method == "POST" else 302)
+
+    return wrapper
+
+
+def refuse_unconfirmed(form: FlaskForm, field: Field, render: Render) -> ResponseReturnValue | None:
+    """None when the form is valid and `field` holds the user's password; otherwise the answer:
+    the form with its errors, 401 for a wrong password, 429 while the sign-in lock holds."""
+    if not form.validate_on_submit():
+        return render(form, 400, None)
+    username = current_user.username
+    wait = throttle.retry_after(get_db(), username)
+    if wait:
+        html, _ = render(form, 429, locked_out(username, wait))
+        return html, 429, {"Retry-After": str(wait)}
+    if not passwords().verify(current_user.password_hash, field.data):
+        failed_attempt(username, "reauthenticate")
+        field.errors = [*field.errors, WRONG_PASSWORD]
+        return render(form, 401, None)
+    return None
+
+
+# active sessions -------------------------------------------------------------------------
+
+
+def sessions_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
+    this_device = session_index.sid_hash(current_session().sid)
+    html = render_template(
+        "account/sessions.html",
+        sessions=session_index.live_sessions_of(current_user.id),
+        this_device=this_device,
+        history=throttle.recent(get_db(), current_user.id),
+        describe=session_index.describe_device,
+        form=form or PasswordConfirmForm(),
+        error=error,
+    )
+    return html, status
+
+
+@bp.get("/sessions")
+@login_required
+def sessions() -> ResponseReturnValue:
+    return sessions_page()
+
+
+@bp.post("/sessions/<ref>/revoke")
+@login_required
+def revoke(ref: str) -> ResponseReturnValue:
+    """End one of the user's sessions, after the password is entered again."""
+    row = get_db().get(UserSession, ref)
+    if row is None or row.user_id != current_user.id:
+        abort(404)
+    form = PasswordConfirmForm()
+    refusal = refuse_unconfirmed(form, form.password, sessions_page)
+    if refusal is not None:
+        return refusal
+    if row.sid_hash == session_index.sid_hash(current_session().sid):
+        session_policy.end()  # ending this device's session is signing out
+        return redirect(url_for("auth.login"), 303)
+    session_index.revoke([row])
+    events.record("session_revoked", user_id=current_user.id, revoked=ref)
+    flash("That session has been ended.")
+    return redirect(url_for("account.sessions"), 303)
+
+
+@bp.post("/sessions/revoke-others")
+@login_required
+def revoke_others() -> ResponseReturnValue:
+    """End every other session and remember-me token of the user."""
+    form = PasswordConfirmForm()
+    refusal = refuse_unconfirmed(form, form.password, sessions_page)
+    if refusal is not None:
+        return refusal
+    ended = session_policy.end_other_sessions(current_user)
+    events.record("sessions_revoked", user_id=current_user.id, count=ended)
+    flash(f"Signed out of {ended} other session{'s' if ended != 1 else ''}.")
+    return redirect(url_for("account.sessions"), 303)
+
+
+# password --------------------------------------------------------------------------------
+
+
+def password_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
+    return render_template("account/password.html", form=form, error=error), status
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+@fresh_required
+def password() -> ResponseReturnValue:
+    """Change the password: this session gets a new id, every other session ends."""
+    form = ChangePasswordForm()
+    if request.method == "GET":
+        return password_page(form)
+    refusal = refuse_unconfirmed(form, form.current_password, password_page)
+    if refusal is not None:
+        return refusal
+    try:
+        accounts.set_password(get_db(), current_user, form.new_password.data)
+    except accounts.AccountError as error:
+        return password_page(form, 400, str(error))
+    session_policy.end_other_sessions(current_user)
+    session_policy.rotate()
+    events.record("password_changed", user_id=current_user.id, sid=current_session().sid)
+    flash("Your password has been changed and your other sessions have been signed out.")
+    return redirect(url_for("account.sessions"), 303)
+
+
+# re-authentication -----------------------------------------------------------------------
+
+
+def reauthenticate_page(
+    form: Any = None, status: int = 200, error: str | None = None
+) -> tuple[str, int]:
+    return render_template("account/reauthenticate.html", form=form, error=error), status
+
+
+@bp.route("/reauthenticate", methods=["GET", "POST"])
+@login_required
+def reauthenticate() -> ResponseReturnValue:
+    """Enter the password again to become fresh, then carry on where the user was going."""
+    form = PasswordConfirmForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next")) or ""
+        return reauthenticate_page(form)
+    refusal = refuse_unconfirmed(form, form.password, reauthenticate_page)
+    if refusal is not None:
+        return refusal
+    session_policy.reauthenticated(current_user)
+    return redirect(next_or_default(form.next.data), 303)

@@ -137,3 +137,31 @@ def test_csrf_endpoint_returns_a_token(client):
     assert response.status_code == 200
     assert len(response.json["csrfToken"]) > 20
     assert response.headers["Cache-Control"] == "private, no-store"
+
+
+def test_v3_3_2_store_ttl_is_the_sessions_remaining_life(app_config, clock):
+    """No store entry outlives its session: its TTL is the time left to the nearer end."""
+    import struct
+    import time
+
+    from helpers import PASSWORD, AuthActions
+
+    from webapp import create_app
+    from webapp.accounts import create_user
+    from webapp.db import get_db
+
+    app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 900})
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    client = app.test_client()
+
+    def ttl() -> float:
+        (data,) = store_files(app).values()
+        (expires,) = struct.unpack("I", data[0][:4])  # cachelib's expiry header
+        return expires - time.time()
+
+    AuthActions(client).login()
+    assert abs(ttl() - 600) <= 2  # the idle end comes first
+    clock.advance(400)
+    client.get("/profile")  # activity recorded: idle end +1000, absolute end +900
+    assert abs(ttl() - 500) <= 2

@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, session_index, session_policy
+from . import accounts, events, session_index, session_policy
 from .db import get_db
 from .models import User, UserSession
 
@@ -107,6 +107,7 @@ def set_password(username: str, password_stdin: bool) -> None:
         user = existing_user(username)
         accounts.set_password(get_db(), user, read_password(password_stdin))
         ended = session_policy.end_all_sessions(user)
+        events.record("password_changed", user_id=user.id, via="cli", sessions_ended=ended)
     click.echo(f"Password changed for {username!r}; {ended} session(s) ended.")
 
 
@@ -145,13 +146,16 @@ def revoke_sessions(ref: str | None, username: str | None) -> None:
         raise click.UsageError("give either a session ID or --user USERNAME")
     with clear_errors():
         if username is not None:
-            ended = session_policy.end_all_sessions(existing_user(username))
+            user = existing_user(username)
+            ended = session_policy.end_all_sessions(user)
+            events.record("sessions_revoked", user_id=user.id, via="cli", count=ended)
             click.echo(f"Ended {ended} session(s) of {username!r} and their remember-me tokens.")
             return
         row = get_db().get(UserSession, ref)
         if row is None:
             raise click.ClickException(f"no such session: {ref!r}")
         session_index.revoke([row])
+        events.record("session_revoked", user_id=row.user_id, via="cli", revoked=ref)
     click.echo(f"Ended session {ref}.")
 
 

@@ -173,9 +173,19 @@ def _still_indexed(stored: ServerSideSession) -> bool:
     return "_user_id" not in stored or session_index.find(stored.sid) is not None
 
 
+def _remaining_life(stored: ServerSideSession) -> timedelta:
+    """The store's TTL for an entry: what is left of a signed-in session (the earlier of its
+    idle and absolute ends), or the idle timeout for an anonymous one."""
+    ends = expires_at(stored)
+    if ends is None:
+        return current_app.permanent_session_lifetime
+    return timedelta(seconds=max(1, int(ends - clock.now())))
+
+
 def init_app(app: Flask) -> None:
-    # Flask-Session gives every stored entry this TTL: a backstop for the idle timeout.
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=app.config["IDLE_TIMEOUT"])
-    session_interface(app).write_guard = _still_indexed
+    interface = session_interface(app)
+    interface.write_guard = _still_indexed
+    interface.lifetime = _remaining_life
     app.before_request(enforce)
     app.after_request(remember.apply_cookie)

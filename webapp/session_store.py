@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from cachelib.file import FileSystemCache
@@ -28,6 +29,20 @@ SID_BYTES = 32
 class WebappSessionInterface(CacheLibSessionInterface):
     """Flask-Session's interface plus webapp's rules: read-only requests never write, a bad
     entry is no session, and a cookie is deleted with the attributes it was set with."""
+
+    #: Decides whether a modified session may still be stored; session_policy sets it so that
+    #: a request running while its session is revoked cannot write the session back.
+    write_guard: Callable[[ServerSideSession], bool] | None = None
+    #: The store TTL for a session; session_policy sets it to the session's remaining life, so
+    #: that no entry outlives its timeouts. Unset: PERMANENT_SESSION_LIFETIME.
+    lifetime: Callable[[ServerSideSession], timedelta] | None = None
+
+    def _upsert_session(
+        self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
+    ) -> None:
+        if self.lifetime is not None:
+            session_lifetime = self.lifetime(session)
+        super()._upsert_session(session_lifetime, session, store_id)
 
     def _get_store_id(self, sid: str) -> str:
         """Entries are keyed by SHA-256 of the session id, as the session index is: a listing
@@ -76,10 +91,6 @@ class WebappSessionInterface(CacheLibSessionInterface):
             self.delete_entry(session)
             return
         super().save_session(app, session, response)
-
-    #: Decides whether a modified session may still be stored; session_policy sets it so that
-    #: a request running while its session is revoked cannot write the session back.
-    write_guard: Callable[[ServerSideSession], bool] | None = None
 
     def delete_cookie(self, app: Flask, response: Response) -> None:
         """Delete the session cookie; a __Host- cookie is only deleted with Secure and Path=/."""

@@ -53,7 +53,9 @@ def test_defaults_are_secure_cookies(env_app):
     assert app.config["SESSION_REFRESH_EACH_REQUEST"] is False
 
 
-def test_v3_4_1_to_v3_4_5_cookies_are_secure_httponly_samesite_host_scoped(env_app, monkeypatch):
+@pytest.fixture
+def secure_cookies(env_app) -> list[str]:
+    """The session and remember-me Set-Cookie headers of a sign-in over HTTPS, by default."""
     from helpers import PASSWORD, csrf_token
 
     from webapp.accounts import create_user
@@ -70,12 +72,65 @@ def test_v3_4_1_to_v3_4_5_cookies_are_secure_httponly_samesite_host_scoped(env_a
         base_url="https://localhost",
         headers={"Referer": "https://localhost/login"},
     )
+    assert response.status_code == 303
     cookies = response.headers.getlist("Set-Cookie")
-    session = next(c for c in cookies if c.startswith("__Host-session="))
-    remember = next(c for c in cookies if c.startswith("__Host-remember="))
-    for cookie in (session, remember):
-        assert "; Secure" in cookie and "; HttpOnly" in cookie
-        assert "; Path=/" in cookie and "SameSite=Lax" in cookie and "Domain" not in cookie
+    return [
+        next(c for c in cookies if c.startswith("__Host-session=")),
+        next(c for c in cookies if c.startswith("__Host-remember=")),
+    ]
+
+
+def test_v3_4_1_cookies_are_secure(secure_cookies):
+    assert all("; Secure" in cookie for cookie in secure_cookies)
+
+
+def test_v3_4_2_cookies_are_httponly(secure_cookies):
+    assert all("; HttpOnly" in cookie for cookie in secure_cookies)
+
+
+def test_v3_4_3_cookies_are_samesite_lax(secure_cookies):
+    assert all("; SameSite=Lax" in cookie for cookie in secure_cookies)
+
+
+def test_v3_4_4_cookies_use_the_host_prefix(secure_cookies):
+    assert all(
+        cookie.startswith("__Host-") and "Domain=" not in cookie for cookie in secure_cookies
+    )
+
+
+def test_v3_4_5_cookies_are_scoped_to_path_slash_and_this_host(secure_cookies):
+    assert all("; Path=/" in cookie and "Domain=" not in cookie for cookie in secure_cookies)
+
+
+def test_v3_4_4_secure_sign_out_deletes_the_host_cookie_with_secure(env_app):
+    """Browsers ignore a __Host- cookie deletion that lacks Secure and Path=/."""
+    from helpers import PASSWORD
+
+    from webapp.accounts import create_user
+    from webapp.db import get_db
+
+    app = env_app()
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    client = app.test_client()
+    https = {"base_url": "https://localhost", "headers": {"Referer": "https://localhost/"}}
+    token = csrf_token_https(client)
+    client.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}, **https
+    )
+    token = csrf_token_https(client)
+    response = client.post("/logout", data={"csrf_token": token}, **https)
+    deletion = next(
+        c for c in response.headers.getlist("Set-Cookie") if c.startswith("__Host-session=")
+    )
+    assert "Max-Age=0" in deletion and "; Secure" in deletion and "; Path=/" in deletion
+
+
+def csrf_token_https(client) -> str:
+    import re
+
+    html = client.get("/", base_url="https://localhost").get_data(as_text=True)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
 
 
 def test_instance_config_file_is_read(env_app, tmp_path):

@@ -49,7 +49,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
     _configure_flask(app)
 
-    from . import cli, db, errors, passwords, security_headers, session_policy, session_store
+    from . import (
+        cli,
+        db,
+        errors,
+        passwords,
+        security_headers,
+        session_policy,
+        session_store,
+        widget,
+    )
     from .extensions import csrf, login_manager
 
     db.init_app(app)
@@ -61,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security_headers.init_app(app)
     cli.init_app(app)
+    widget.init_app(app)
 
     from . import account, auth, pages, session_api
 

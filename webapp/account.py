@@ -6,16 +6,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import Field
 
-from . import accounts, events, session_index, session_policy, throttle
+from . import accounts, events, session_index, session_policy, throttle, widget
 from .auth import failed_attempt, locked_out
 from .db import get_db
-from .forms import ChangePasswordForm, PasswordConfirmForm
+from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
 from .htmx import current_page, htmx_redirect, is_htmx
 from .models import UserSession
 from .passwords import passwords
@@ -69,7 +69,7 @@ def refuse_unconfirmed(form: FlaskForm, field: Field, render: Render) -> Respons
 
 def sessions_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
     this_device = session_index.sid_hash(current_session().sid)
-    html = render_template(
+    html = widget.render_protected_page(
         "account/sessions.html",
         sessions=session_index.live_sessions_of(current_user.id),
         this_device=this_device,
@@ -125,7 +125,7 @@ def revoke_others() -> ResponseReturnValue:
 
 
 def password_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
-    return render_template("account/password.html", form=form, error=error), status
+    return widget.render_protected_page("account/password.html", form=form, error=error), status
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -156,7 +156,9 @@ def password() -> ResponseReturnValue:
 def reauthenticate_page(
     form: Any = None, status: int = 200, error: str | None = None
 ) -> tuple[str, int]:
-    return render_template("account/reauthenticate.html", form=form, error=error), status
+    return widget.render_protected_page(
+        "account/reauthenticate.html", form=form, error=error
+    ), status
 
 
 @bp.route("/reauthenticate", methods=["GET", "POST"])
@@ -172,3 +174,34 @@ def reauthenticate() -> ResponseReturnValue:
         return refusal
     session_policy.reauthenticated(current_user)
     return redirect(next_or_default(form.next.data), 303)
+
+
+# profile (next-auth's update()) -------------------------------------------------------------
+
+
+def profile_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
+    html = widget.render_protected_page("account/profile.html", form=form, error=error)
+    return html, status
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile() -> ResponseReturnValue:
+    """Change name and email; every open tab's widget follows. A new email needs a fresh
+    sign-in (it is where the account's mail goes)."""
+    form = ProfileForm(obj=current_user if request.method == "GET" else None)
+    if request.method == "GET":
+        return profile_page(form)
+    if not form.validate_on_submit():
+        return profile_page(form, 400)
+    email = (form.email.data or "").strip() or None
+    if email != current_user.email and not session_policy.is_fresh():
+        flash("Changing your email needs your password again; then submit the change again.")
+        return redirect(url_for("account.reauthenticate", next=url_for("account.profile")), 303)
+    try:
+        accounts.update_profile(get_db(), current_user, form.name.data, email)
+    except accounts.AccountError as error:
+        return profile_page(form, 400, str(error))
+    events.record("profile_changed", user_id=current_user.id, sid=current_session().sid)
+    flash("Your profile has been updated.")
+    return redirect(url_for("account.profile"), 303)

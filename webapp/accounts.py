@@ -103,6 +103,16 @@ def set_password(db: Session, user: User, password: str) -> None:
     db.commit()
 
 
+def update_profile(db: Session, user: User, name: str, email: str | None) -> None:
+    """Change the name and email shown for the user; raise AccountError saying what is wrong."""
+    name, email = name.strip(), (email or "").strip() or None
+    error = name_error(name) or (email_error(email) if email else None)
+    if error:
+        raise AccountError(error)
+    user.name, user.email = name, email
+    db.commit()
+
+
 def delete_user(db: Session, user: User) -> None:
     """Delete the account; its tokens go with it and its sessions stop loading a user."""
     db.execute(delete(RememberToken).where(RememberToken.user_id == user.id))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms import BooleanField, Field, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, ValidationError
 
 from . import accounts
@@ -17,8 +19,12 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-def _check(rule):
-    def validator(_form, field):
+def _check(rule: Callable[[str], str | None], optional: bool = False) -> Callable[..., None]:
+    """A WTForms validator from one of accounts' rules (which return a message or None)."""
+
+    def validator(_form: FlaskForm, field: Field) -> None:
+        if optional and not field.data:
+            return
         error = rule(field.data or "")
         if error:
             raise ValidationError(error)
@@ -73,4 +79,13 @@ class ChangePasswordForm(FlaskForm):
             InputRequired("Repeat the password."),
             EqualTo("new_password", "Passwords differ."),
         ],
+    )
+
+
+class ProfileForm(FlaskForm):
+    name = StringField(
+        "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
+    )
+    email = StringField(
+        "Email (optional)", validators=[_check(accounts.email_error, optional=True)]
     )

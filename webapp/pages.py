@@ -21,11 +21,7 @@ def index() -> str:
 @bp.get("/profile")
 @login_required
 def profile() -> str:
-    return render_template(
-        "pages/profile.html",
-        session_info=widget.session_json(),
-        widget_status=widget.AUTHENTICATED,
-    )
+    return widget.render_protected_page("pages/profile.html", session_info=widget.session_json())
 
 
 @bp.get("/api/hello")

@@ -137,6 +137,22 @@ def expires_at(data: Any = session) -> float | None:
     return min(signed_in + config["ABSOLUTE_TIMEOUT"], last_active + config["IDLE_TIMEOUT"])
 
 
+def idle_end_comes_first(data: Any = session) -> bool:
+    """Whether activity can still push the session's end back (the absolute end is further)."""
+    config = current_app.config
+    try:
+        idle_end = float(data[LAST_ACTIVE]) + config["IDLE_TIMEOUT"]
+        return idle_end < float(data[SIGNED_IN_AT]) + config["ABSOLUTE_TIMEOUT"]
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def extend() -> None:
+    """Record activity now, whatever the touch interval ("Stay signed in")."""
+    session[LAST_ACTIVE] = clock.now()
+    session_index.touch(current_session().sid)
+
+
 def _expire() -> None:
     """End a timed-out session on first sight; on a read-only request only the store entry
     and index row go (no cookie is touched)."""

@@ -10,7 +10,17 @@ from .safe_redirect import safe_next
 
 
 def is_htmx() -> bool:
+    """Any request made by htmx, boosted page navigation included."""
     return request.headers.get("HX-Request") == "true"
+
+
+def is_boosted() -> bool:
+    """A page navigation made by hx-boost: it wants a whole page, not a fragment."""
+    return request.headers.get("HX-Boosted") == "true"
+
+
+def wants_fragment() -> bool:
+    return is_htmx() and not is_boosted()
 
 
 def current_page() -> str | None:

@@ -8,7 +8,7 @@ from flask_login import login_required
 from flask_wtf.csrf import generate_csrf
 
 from . import session_policy, widget
-from .htmx import current_page, htmx_redirect, is_htmx, login_url
+from .htmx import current_page, htmx_redirect, login_url, wants_fragment
 from .safe_redirect import next_or_default
 from .session_policy import read_only
 
@@ -25,7 +25,7 @@ REQUIRED_HEADER = "X-Session-Required"
 def session_state() -> Response:
     """JSON like next-auth's /api/auth/session, or for htmx the widget: 204 when the state
     the widget shows is unchanged. Never writes."""
-    response = _widget_answer() if is_htmx() else jsonify(widget.session_json())
+    response = _widget_answer() if wants_fragment() else jsonify(widget.session_json())
     response.headers["Cache-Control"] = "private, no-store"
     response.vary.update(("Cookie", "HX-Request", "Accept", STATE_HEADER, REQUIRED_HEADER))
     return response
@@ -45,7 +45,7 @@ def _widget_answer() -> Response:
 def keepalive() -> ResponseReturnValue:
     """ "Stay signed in": besides real requests, the only thing that extends a session."""
     session_policy.extend()
-    if is_htmx():
+    if wants_fragment():
         return widget.render()
     return make_response("", 303, {"Location": next_or_default(request.form.get("next"))})
 

@@ -12,11 +12,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, render_template, request, session
+from flask import Flask, render_template, session
 from flask_login import current_user
 from markupsafe import Markup
 
 from . import clock, session_policy
+from .htmx import is_boosted
 
 LOADING = "loading"
 AUTHENTICATED = "authenticated"
@@ -83,7 +84,7 @@ def render(status: str | None = None, state: dict[str, Any] | None = None) -> st
 def render_for_page(status: str | None = None) -> Markup:
     """The widget as a page shows it: the status the page knows (protected pages), the known
     state on htmx-boosted navigation (the widget stays alive), else "loading"."""
-    if status is None and request.headers.get("HX-Boosted") != "true":
+    if status is None and not is_boosted():
         status = LOADING
     return Markup(render(status))  # noqa: S704 (HTML rendered by Jinja with autoescape)
 

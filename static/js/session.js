@@ -1,7 +1,30 @@
-// Keeps the session widget fresh without eval (the CSP forbids it): asks htmx to refetch
-// /session every data-poll-seconds while the tab is visible, and at once when it becomes visible.
+// The session widget's client side, next-auth's SessionProvider in a few lines, without eval
+// (the CSP forbids it). It asks htmx to refetch /session ("session:refresh"):
+//   - every data-poll-seconds while the tab is visible and online;
+//   - at once when the tab becomes visible, regains focus or comes back online;
+//   - when another tab of this browser says its session changed (BroadcastChannel, or
+//     `storage` events where that is missing). The message is only a nudge: this tab asks the
+//     server for the truth.
+// Each request carries the state the widget shows (X-Session-State), so an unchanged session
+// is answered 204 and nothing is swapped. When the widget goes from signed in to signed out it
+// says why: expired, signed out in another tab, or ended from another device.
 (function () {
   "use strict";
+
+  var STATE_KEY = "webapp.session.state";
+  var PING_KEY = "webapp.session.ping";
+  var HINT_SECONDS = 10;
+  var REASONS = {
+    expired: "Your session expired.",
+    signout: "You signed out in another tab.",
+    revoked: "This session was ended from another device."
+  };
+
+  var channel = "BroadcastChannel" in window ? new BroadcastChannel("webapp-session") : null;
+  var shown = null; // {status, token} last shown in this tab
+  var deadline = null; // Date.now() value at which the shown session ends
+  var hint = null; // {cause, at}: what another tab said happened
+  var signingOut = false; // this tab submitted a sign-out
 
   function widget() {
     return document.getElementById("session-widget");
@@ -9,10 +32,120 @@
 
   function refresh() {
     var element = widget();
-    if (element && window.htmx) {
+    if (element && window.htmx && navigator.onLine !== false) {
       window.htmx.trigger(element, "session:refresh");
     }
   }
+
+  function storage(action, key, value) {
+    try {
+      return action === "get" ? window.localStorage.getItem(key)
+        : window.localStorage.setItem(key, value);
+    } catch (error) {
+      return null; // storage disabled: cross-tab sync falls back to polling
+    }
+  }
+
+  function announce(cause) {
+    var message = {cause: cause, at: Date.now(), nonce: Math.random()};
+    if (channel) {
+      channel.postMessage(message);
+    } else {
+      storage("set", PING_KEY, JSON.stringify(message)); // fires `storage` in the other tabs
+    }
+  }
+
+  function heard(message) {
+    if (!message || !message.cause) {
+      return;
+    }
+    hint = {cause: message.cause, at: Date.now()};
+    refresh();
+    if (message.cause === "signout") {
+      // the other tab announced before the server ended the session: look again shortly
+      window.setTimeout(refresh, 300);
+      window.setTimeout(refresh, 1000);
+    }
+  }
+
+  function reasonForEnd() {
+    if (hint && hint.cause === "signout" && Date.now() - hint.at < HINT_SECONDS * 1000) {
+      return REASONS.signout;
+    }
+    if (deadline !== null && Date.now() >= deadline - 1500) {
+      return REASONS.expired;
+    }
+    return REASONS.revoked;
+  }
+
+  function showLocalTimes(element) {
+    var times = element.querySelectorAll("time[data-local-time]");
+    for (var i = 0; i < times.length; i++) {
+      var when = new Date(times[i].getAttribute("datetime"));
+      if (!isNaN(when)) {
+        times[i].textContent = when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+      }
+    }
+  }
+
+  // After every render of the widget: say why a session ended, remember when it ends, and
+  // tell the other tabs when what this tab shows changed.
+  function observe() {
+    var element = widget();
+    if (!element || element.getAttribute("data-session-status") === "loading") {
+      return;
+    }
+    var status = element.getAttribute("data-session-status");
+    var token = element.getAttribute("data-state");
+    if (shown && shown.status === "authenticated" && status === "unauthenticated" && !signingOut) {
+      var reason = element.querySelector(".session-reason");
+      if (reason) {
+        reason.textContent = reasonForEnd();
+      }
+    }
+    if (status === "unauthenticated") {
+      signingOut = false;
+    }
+    var expiresIn = element.getAttribute("data-expires-in");
+    deadline = expiresIn === null ? null : Date.now() + Number(expiresIn) * 1000;
+    showLocalTimes(element);
+    shown = {status: status, token: token};
+    if (token && storage("get", STATE_KEY) !== token) {
+      storage("set", STATE_KEY, token);
+      announce("changed");
+    }
+  }
+
+  function isWidgetRequest(detail) {
+    return detail.elt && detail.elt.id === "session-widget";
+  }
+
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!isWidgetRequest(event.detail)) {
+      return;
+    }
+    var element = event.detail.elt;
+    event.detail.headers["X-Session-State"] = element.getAttribute("data-state") || "";
+    if (document.body.hasAttribute("data-session-required")) {
+      event.detail.headers["X-Session-Required"] = "true";
+    }
+  });
+
+  // A failed poll (server restarting, network) must not swap an error page into the widget.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (isWidgetRequest(event.detail) && event.detail.xhr.status >= 400) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", observe);
+
+  document.addEventListener("submit", function (event) {
+    if (event.target.hasAttribute && event.target.hasAttribute("data-session-signout")) {
+      signingOut = true;
+      announce("signout");
+    }
+  }, true);
 
   function start() {
     var element = widget();
@@ -30,6 +163,20 @@
         refresh();
       }
     });
+    window.addEventListener("focus", refresh);
+    window.addEventListener("online", refresh);
+    if (channel) {
+      channel.onmessage = function (event) {
+        heard(event.data);
+      };
+    } else {
+      window.addEventListener("storage", function (event) {
+        if (event.key === PING_KEY && event.newValue) {
+          heard(JSON.parse(event.newValue));
+        }
+      });
+    }
+    observe();
   }
 
   if (document.readyState === "loading") {

@@ -10,7 +10,7 @@ TEST_DEBS := chromium
 TEST_CMDS := chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint system-deps clean
+.PHONY: help run test lint screenshots system-deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ lint: $(STAMP) ## ruff and mypy
 
 test: $(STAMP) system-deps lint ## The whole suite (lint, unit, gunicorn, browser)
 	$(BIN)/pytest --cov --cov-report=term
+
+screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
+	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q
 
 clean: ## Remove the virtualenv and caches (the instance folder is kept)
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache *.egg-info

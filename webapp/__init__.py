@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _configure_flask(app)
 
     from . import (
+        bench,
         cli,
         db,
         errors,
@@ -71,6 +72,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security_headers.init_app(app)
     cli.init_app(app)
     widget.init_app(app)
+    bench.init_app(app)
 
     from . import account, auth, pages, session_api
 

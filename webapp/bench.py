@@ -60,4 +60,4 @@ def init_app(app: Flask) -> None:
         delete(*args)
 
     interface._upsert_session = counted_upsert  # type: ignore[method-assign,assignment]
-    interface._delete_session = counted_delete  # type: ignore[method-assign]
+    interface._delete_session = counted_delete

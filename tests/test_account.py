@@ -262,7 +262,7 @@ def test_cli_sessions_list_and_revoke_one(app, runner, client, auth, user, secon
     auth.login()
     listed = runner.invoke(args=["sessions", "list", "--user", "alice"])
     assert listed.exit_code == 0
-    refs = re.findall(r"^(\S{12})\s+alice", listed.output, re.M)
+    refs = re.findall(r"^([0-9a-f]{16})\s+alice", listed.output, re.M)
     assert len(refs) == 2
     mine = this_device_ref(client)
     other = next(ref for ref in refs if ref != mine)

@@ -165,3 +165,41 @@ def test_v3_3_2_store_ttl_is_the_sessions_remaining_life(app_config, clock):
     clock.advance(400)
     client.get("/profile")  # activity recorded: idle end +1000, absolute end +900
     assert abs(ttl() - 500) <= 2
+
+
+def count_queries(app):
+    """A list that grows by one per SQL statement the app runs."""
+    from sqlalchemy import event
+
+    from webapp.db import engine_of
+
+    seen: list[str] = []
+    event.listen(engine_of(app), "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_signed_in_poll_runs_no_query_while_the_user_is_cached(app, client, auth, user, clock):
+    auth.login()
+    queries = count_queries(app)
+    for headers in ({}, {"HX-Request": "true"}):
+        assert client.get("/session", headers=headers).status_code == 200
+    assert queries == []
+
+
+def test_poll_after_the_touch_interval_runs_one_query_and_writes_nothing(
+    app, client, auth, user, clock
+):
+    auth.login()
+    clock.advance(app.config["TOUCH_INTERVAL"])
+    queries = count_queries(app)
+    assert client.get("/session").json["user"]["username"] == "alice"
+    assert len(queries) == 1 and queries[0].lstrip().upper().startswith("SELECT")
+
+
+def test_a_real_request_refreshes_the_cached_user(app, client, auth, user, clock):
+    auth.login()
+    clock.advance(app.config["TOUCH_INTERVAL"])
+    client.get("/profile")  # activity recorded, the user cached again
+    queries = count_queries(app)
+    client.get("/session")
+    assert queries == []

@@ -71,7 +71,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     security_headers.init_app(app)
     cli.init_app(app)
-    widget.init_app(app)
     bench.init_app(app)
 
     from . import account, auth, pages, session_api
@@ -80,6 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(session_api.bp)
+    widget.init_app(app)  # after the blueprints: it resolves their URLs once
 
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]

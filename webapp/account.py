@@ -202,6 +202,7 @@ def profile() -> ResponseReturnValue:
         accounts.update_profile(get_db(), current_user, form.name.data, email)
     except accounts.AccountError as error:
         return profile_page(form, 400, str(error))
+    session_policy.cache_user(current_user)
     events.record("profile_changed", user_id=current_user.id, sid=current_session().sid)
     flash("Your profile has been updated.")
     return redirect(url_for("account.profile"), 303)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from .models import RememberToken, User
 from .passwords import passwords, policy_error
+from .session_index import revoke_all
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -114,7 +115,8 @@ def update_profile(db: Session, user: User, name: str, email: str | None) -> Non
 
 
 def delete_user(db: Session, user: User) -> None:
-    """Delete the account; its tokens go with it and its sessions stop loading a user."""
+    """Delete the account, ending its sessions and remember-me tokens first."""
+    revoke_all(user.id)
     db.execute(delete(RememberToken).where(RememberToken.user_id == user.id))
     db.delete(user)
     db.commit()

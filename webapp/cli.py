@@ -92,9 +92,7 @@ def list_users() -> None:
 def delete_user(username: str) -> None:
     """Delete a user; their sessions and remember-me tokens end with them."""
     with clear_errors():
-        user = existing_user(username)
-        session_policy.end_all_sessions(user)
-        accounts.delete_user(get_db(), user)
+        accounts.delete_user(get_db(), existing_user(username))
     click.echo(f"Deleted user {username!r}.")
 
 
@@ -126,13 +124,13 @@ def list_sessions(username: str | None) -> None:
     if not rows:
         click.echo("No live sessions.")
         return
-    click.echo(f"{'ID':<14} {'USER':<16} {'DEVICE':<28} {'IP':<16} {'CREATED':<17} LAST ACTIVE")
+    click.echo(f"{'ID':<16} {'USER':<16} {'DEVICE':<28} {'IP':<16} {'CREATED':<17} LAST ACTIVE")
     for row, user in rows:
         device = session_index.describe_device(row.user_agent)[:28]
         created = row.created_at.strftime("%Y-%m-%d %H:%M")
         active = row.last_active_at.strftime("%Y-%m-%d %H:%M")
         click.echo(
-            f"{row.id:<14} {user.username:<16} {device:<28} {row.ip or '-':<16} {created:<17} "
+            f"{row.id:<16} {user.username:<16} {device:<28} {row.ip or '-':<16} {created:<17} "
             f"{active}"
         )
 

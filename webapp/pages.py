@@ -21,7 +21,7 @@ def index() -> str:
 @bp.get("/profile")
 @login_required
 def profile() -> str:
-    return widget.render_protected_page("pages/profile.html", session_info=widget.session_json())
+    return widget.render_protected_page("pages/profile.html", session_info=widget.current_json())
 
 
 @bp.get("/api/hello")

@@ -25,14 +25,14 @@ REQUIRED_HEADER = "X-Session-Required"
 def session_state() -> Response:
     """JSON like next-auth's /api/auth/session, or for htmx the widget: 204 when the state
     the widget shows is unchanged. Never writes."""
-    response = _widget_answer() if wants_fragment() else jsonify(widget.session_json())
+    response = _widget_answer() if wants_fragment() else jsonify(widget.current_json())
     response.headers["Cache-Control"] = "private, no-store"
     response.vary.update(("Cookie", "HX-Request", "Accept", STATE_HEADER, REQUIRED_HEADER))
     return response
 
 
 def _widget_answer() -> Response:
-    state = widget.visible_state()
+    state = widget.current_state()
     if state["status"] == widget.UNAUTHENTICATED and request.headers.get(REQUIRED_HEADER):
         return htmx_redirect(login_url(current_page()), status=200)
     if request.headers.get(STATE_HEADER) == widget.state_token(state):

@@ -28,7 +28,7 @@ def sid_hash(sid: str) -> str:
 def create(user: User, sid: str) -> UserSession:
     now = clock.utcnow()
     row = UserSession(
-        id=secrets.token_urlsafe(9),
+        id=secrets.token_hex(8),  # hex: never starts with "-", which a CLI would take as an option
         sid_hash=sid_hash(sid),
         user_id=user.id,
         created_at=now,

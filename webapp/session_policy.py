@@ -6,12 +6,12 @@ and no writes at all on a read-only poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request, session
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_session.base import ServerSideSession
 from flask_wtf.csrf import generate_csrf
 
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 SIGNED_IN_AT = "_signed_in_at"  # when this session was signed in (absolute timeout)
 LAST_ACTIVE = "_last_active"  # last recorded real request (idle timeout)
 AUTHENTICATED_AT = "_authenticated_at"  # last time the password was entered (freshness)
+USER_CACHE = "_user"  # the user as /session shows it, so polls need no database query...
+USER_CACHED_AT = "_user_cached_at"  # ...while younger than TOUCH_INTERVAL
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -60,6 +62,7 @@ def start(user: User, *, remember_me: bool = False, method: str = "password") ->
     now = clock.now()
     session[SIGNED_IN_AT] = now
     session[LAST_ACTIVE] = now
+    cache_user(user)
     if fresh:
         session[AUTHENTICATED_AT] = now
     session_interface(current_app).regenerate(current_session())
@@ -125,7 +128,7 @@ def current_user_id() -> int | None:
     return int(value) if value is not None and str(value).isdigit() else None
 
 
-def expires_at(data: Any = session) -> float | None:
+def expires_at(data: Any = session, config: Mapping[str, Any] | None = None) -> float | None:
     """When a signed-in session ends if nothing else happens: the earlier of its idle and
     absolute ends. None when it is not signed in or lacks its timestamps."""
     try:
@@ -133,18 +136,32 @@ def expires_at(data: Any = session) -> float | None:
         last_active = float(data[LAST_ACTIVE])
     except (KeyError, TypeError, ValueError):
         return None
-    config = current_app.config
+    config = config or current_app.config
     return min(signed_in + config["ABSOLUTE_TIMEOUT"], last_active + config["IDLE_TIMEOUT"])
 
 
-def idle_end_comes_first(data: Any = session) -> bool:
+def idle_end_comes_first(data: Any = session, config: Mapping[str, Any] | None = None) -> bool:
     """Whether activity can still push the session's end back (the absolute end is further)."""
-    config = current_app.config
+    config = config or current_app.config
     try:
         idle_end = float(data[LAST_ACTIVE]) + config["IDLE_TIMEOUT"]
         return idle_end < float(data[SIGNED_IN_AT]) + config["ABSOLUTE_TIMEOUT"]
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def cached_user(data: Any, now: float, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The user cached in the session, if cached less than TOUCH_INTERVAL ago."""
+    user, cached_at = data.get(USER_CACHE), data.get(USER_CACHED_AT)
+    if not isinstance(user, dict) or not isinstance(cached_at, int | float):
+        return None
+    return user if 0 <= now - cached_at < config["TOUCH_INTERVAL"] else None
+
+
+def cache_user(user: User) -> None:
+    """Store the user's details in the session (done whenever the session is written anyway)."""
+    session[USER_CACHE] = user.as_session_user()
+    session[USER_CACHED_AT] = clock.now()
 
 
 def extend() -> None:
@@ -181,6 +198,8 @@ def enforce() -> None:
     if not read_only and now - float(session[LAST_ACTIVE]) >= current_app.config["TOUCH_INTERVAL"]:
         session[LAST_ACTIVE] = now
         session_index.touch(current_session().sid)
+        if current_user.is_authenticated:
+            cache_user(current_user)
 
 
 def _still_indexed(stored: ServerSideSession) -> bool:

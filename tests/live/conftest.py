@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,17 @@ ACCESS_LINE = re.compile(
 )
 LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
+
+#: The server settings a test may change, and the environment variable each one sets. Only
+#: `poll_seconds` has a value of its own (1); the others keep the app's defaults unless given.
+SETTINGS_ENV = {
+    "poll_seconds": "WEBAPP_POLL_SECONDS",
+    "idle_timeout": "WEBAPP_IDLE_TIMEOUT",
+    "absolute_timeout": "WEBAPP_ABSOLUTE_TIMEOUT",
+    "touch_interval": "WEBAPP_TOUCH_INTERVAL",
+    "fresh_timeout": "WEBAPP_FRESH_TIMEOUT",
+}
+DEFAULT_POLL_SECONDS = 1
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -71,6 +82,8 @@ class LiveServer:
     access_log: Path
     error_log: Path
     poll_seconds: int
+    #: Every setting the server was started with (`SETTINGS_ENV` names), poll_seconds included.
+    settings: dict[str, int] = field(default_factory=dict)
     username: str = USERNAME
     name: str = NAME
     email: str = EMAIL
@@ -105,8 +118,20 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _environment(instance: Path, poll_seconds: int) -> dict[str, str]:
-    """The caller's environment without its WEBAPP_* settings, plus the test settings."""
+def _settings(param: Any) -> dict[str, int]:
+    """`live_server`'s indirect parameter: the poll interval in seconds, or a mapping (or
+    pairs, which are hashable, so that pytest groups the tests sharing a server) of
+    `SETTINGS_ENV` names to whole seconds."""
+    pairs = isinstance(param, Mapping | tuple | list)
+    given = dict(param) if pairs else {"poll_seconds": param}
+    unknown = set(given) - set(SETTINGS_ENV)
+    assert not unknown, f"unknown live_server settings: {sorted(unknown)}"
+    return {"poll_seconds": DEFAULT_POLL_SECONDS, **{k: int(v) for k, v in given.items()}}
+
+
+def _environment(instance: Path, poll_seconds: int, **settings: int) -> dict[str, str]:
+    """The caller's environment without its WEBAPP_* settings, plus the test settings
+    (`settings`: other `SETTINGS_ENV` names, e.g. idle_timeout=4)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("WEBAPP_")}
     env.pop("BIND", None)
     env.update(
@@ -120,6 +145,7 @@ def _environment(instance: Path, poll_seconds: int) -> dict[str, str]:
         WEB_CONCURRENCY=str(WORKERS),
         LOG_LEVEL="info",  # the "Listening at" and "Booting worker" lines are parsed
     )
+    env.update({SETTINGS_ENV[name]: str(value) for name, value in settings.items()})
     return env
 
 
@@ -194,17 +220,21 @@ def live_server(
 
     One per test module keeps the suite fast; the tests sign in and out in their own cookie
     jars or browser contexts, so they do not disturb each other. Parametrize indirectly with
-    the poll interval in seconds to change it (default 1).
+    the poll interval in seconds to change it (default 1), or with settings by name, e.g.
+    `(("poll_seconds", 1), ("idle_timeout", 4), ("touch_interval", 1))` (see `SETTINGS_ENV`;
+    pairs rather than a dict, so that pytest can group the tests that share a server).
     """
-    poll_seconds = int(getattr(request, "param", 1))
+    settings = _settings(getattr(request, "param", DEFAULT_POLL_SECONDS))
+    poll_seconds = settings.pop("poll_seconds")
     folder = tmp_path_factory.mktemp("gunicorn")
-    env = _environment(folder / "instance", poll_seconds)
+    env = _environment(folder / "instance", poll_seconds, **settings)
     _create_user(env)
     server = LiveServer(
         base_url="",
         access_log=folder / "access.log",
         error_log=folder / "error.log",
         poll_seconds=poll_seconds,
+        settings={"poll_seconds": poll_seconds, **settings},
     )
     with server.access_log.open("wb") as stdout, server.error_log.open("wb") as stderr:
         # Port 0: the kernel picks a free port and gunicorn logs it, so there is no window in

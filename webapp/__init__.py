@@ -81,6 +81,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(session_api.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
 
+    from . import poll_fast_path
+
+    poll_fast_path.init_app(app)
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

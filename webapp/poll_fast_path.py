@@ -1,0 +1,107 @@
+"""GET /session answered before Flask's request cycle, when the stored session is all it needs.
+
+Every open tab polls /session, so the poll is the product's hot path; Flask's request cycle
+(context, hooks, extensions, response object) costs about as much as the poll's real work. This
+WSGI layer answers the common cases from the stored session alone, with the same functions the
+Flask route uses (widget.py, session_policy.py): anonymous callers, and signed-in sessions whose
+user is cached. Anything else (no stored entry, expiry, a stale user cache, a required page that
+lost its session) goes to the Flask route, which is the reference and logs what it finds.
+Like the route, it never writes: no store write, no cookie, no database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from itsdangerous import URLSafeTimedSerializer
+from werkzeug.http import parse_cookie
+
+from . import session_policy, widget
+from .security_headers import HEADERS
+from .session_store import session_interface
+
+PATH = "/session"
+VARY = "Cookie, HX-Request, Accept, X-Session-State, X-Session-Required"
+StartResponse = Callable[..., Any]
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+class PollFastPath:
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.config = app.config
+        self.interface = session_interface(app)
+        # Flask-WTF's own token format, so the widget's sign-out form posts as from the route.
+        secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key or ""
+        self.csrf_signer = URLSafeTimedSerializer(secret, salt="wtf-csrf-token")
+        self.common_headers = [
+            ("Cache-Control", "private, no-store"),
+            ("Vary", VARY),
+            *HEADERS.items(),
+        ]
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
+            answer = self.answer(environ)
+            if answer is not None:
+                status, headers, body = answer
+                start_response(status, headers)
+                return [body]
+        return self.wsgi_app(environ, start_response)
+
+    def answer(self, environ: dict[str, Any]) -> Answer | None:
+        """The response, or None when the Flask route must answer."""
+        data: dict[str, Any] = {}
+        sid = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.config["SESSION_COOKIE_NAME"])
+        if sid:
+            stored = self.interface._retrieve_session_data(self.interface._get_store_id(sid))
+            if stored is None:
+                return None
+            data = stored
+        now = (self.config.get("CLOCK") or time.time)()
+        user = None
+        if "_user_id" in data:
+            ends = session_policy.expires_at(data, self.config)
+            user = session_policy.cached_user(data, now, self.config)
+            if ends is None or now >= ends or user is None or "csrf_token" not in data:
+                return None
+        if environ.get("HTTP_HX_REQUEST") != "true" or environ.get("HTTP_HX_BOOSTED") == "true":
+            body = json.dumps(widget.session_json(data, user, self.config), sort_keys=True)
+            return self.ok("application/json", body.encode())
+        return self.widget_answer(environ, data, user, now)
+
+    def widget_answer(
+        self, environ: dict[str, Any], data: dict[str, Any], user: Any, now: float
+    ) -> Answer | None:
+        state = widget.visible_state(data, user, now, self.config)
+        if state["status"] == widget.UNAUTHENTICATED and environ.get("HTTP_X_SESSION_REQUIRED"):
+            return None
+        if environ.get("HTTP_X_SESSION_STATE") == widget.state_token(state):
+            return "204 NO CONTENT", list(self.common_headers), b""
+        ends = session_policy.expires_at(data, self.config) if user else None
+        html = widget.widget_html(
+            self.app,
+            state,
+            status=None,
+            expires_in=int(ends - now) if ends is not None else None,
+            csrf=self.csrf_signer.dumps(data["csrf_token"]) if user else "",
+            page=PATH,
+        )
+        return self.ok("text/html; charset=utf-8", html.encode())
+
+    def ok(self, content_type: str, body: bytes) -> Answer:
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            *self.common_headers,
+        ]
+        return "200 OK", headers, body
+
+
+def init_app(app: Flask) -> None:
+    app.wsgi_app = PollFastPath(app, app.wsgi_app)  # type: ignore[method-assign]

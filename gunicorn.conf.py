@@ -17,3 +17,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 timeout = 30
 graceful_timeout = 10
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """Each worker prunes expired sessions in the background, one at a time (a file lock)."""
+    from webapp.pruning import start_background
+
+    start_background(worker.wsgi)

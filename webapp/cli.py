@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, events, session_index, session_policy
+from . import accounts, events, pruning, session_index, session_policy
 from .db import get_db
 from .models import User, UserSession
 
@@ -133,6 +133,20 @@ def list_sessions(username: str | None) -> None:
             f"{row.id:<16} {user.username:<16} {device:<28} {row.ip or '-':<16} {created:<17} "
             f"{active}"
         )
+
+
+@sessions.command("prune")
+@click.option("--no-sweep", is_flag=True, help="Only the index; skip scanning the store folder.")
+def prune_sessions(no_sweep: bool) -> None:
+    """Delete expired sessions: index rows with their store entries, then expired store files."""
+    from flask import current_app
+
+    with clear_errors():
+        counts = pruning.prune(current_app._get_current_object(), sweep=not no_sweep)  # type: ignore[attr-defined]
+    click.echo(
+        f"Pruned {counts['index']} expired signed-in session(s) and "
+        f"{counts['store']} other expired store entr{'y' if counts['store'] == 1 else 'ies'}."
+    )
 
 
 @sessions.command("revoke")

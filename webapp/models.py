@@ -64,8 +64,9 @@ class UserSession(Base):
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Indexed so that pruning finds expired sessions in time proportional to how many there are.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str] = mapped_column(String(512), default="")
 

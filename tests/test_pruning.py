@@ -1,0 +1,75 @@
+"""Pruning expired sessions: through the index, by sweeping the store, and in the background."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from helpers import AuthActions, csrf_token, store_files
+
+from webapp import pruning
+from webapp.db import get_db
+from webapp.models import UserSession
+
+
+def sign_in_browsers(app, count):
+    browsers = []
+    for _ in range(count):
+        browser = app.test_client()
+        AuthActions(browser).login()
+        browsers.append(browser)
+    return browsers
+
+
+def index_rows(app) -> int:
+    with app.app_context():
+        return get_db().query(UserSession).count()
+
+
+def test_prune_deletes_expired_sessions_and_their_rows_only(app, runner, user, clock):
+    sign_in_browsers(app, 3)
+    clock.advance(app.config["IDLE_TIMEOUT"])
+    live = sign_in_browsers(app, 2)
+    assert len(store_files(app)) == 5 and index_rows(app) == 5
+    result = runner.invoke(args=["sessions", "prune", "--no-sweep"])
+    assert result.exit_code == 0
+    assert "Pruned 3 expired signed-in session(s)" in result.output
+    assert len(store_files(app)) == 2 and index_rows(app) == 2
+    assert all(browser.get("/session").json != {} for browser in live)
+
+
+def test_prune_finds_sessions_past_the_absolute_timeout(app, runner, user, clock):
+    browsers = sign_in_browsers(app, 2)
+    for _ in range(app.config["ABSOLUTE_TIMEOUT"] // 1000):
+        clock.advance(1000)
+        browsers[0].get("/profile")  # active all along...
+    clock.advance(app.config["ABSOLUTE_TIMEOUT"] % 1000)  # ...until its absolute end
+    with app.app_context():
+        assert pruning.prune_index() == 2
+
+
+def test_prune_works_in_bounded_batches(app, user, clock, monkeypatch):
+    monkeypatch.setattr(pruning, "BATCH", 2)
+    sign_in_browsers(app, 5)
+    clock.advance(app.config["IDLE_TIMEOUT"])
+    with app.app_context():
+        assert pruning.prune_index(limit=3) == 3
+        assert pruning.prune_index() == 2
+
+
+def test_sweep_deletes_expired_store_files_the_index_does_not_know(app, client, user):
+    csrf_token(client, "/login")  # an anonymous session holding a CSRF token
+    (name,) = store_files(app)
+    path = Path(app.instance_path, "sessions", name)
+    path.write_bytes(struct.pack("I", 1) + path.read_bytes()[4:])  # its expiry: long past
+    AuthActions(app.test_client()).login()  # a live one
+    assert pruning.sweep_store(app) == 1
+    assert name not in store_files(app) and len(store_files(app)) == 1
+
+
+def test_background_pruning_runs_without_a_request(app, user, clock, monkeypatch):
+    sign_in_browsers(app, 2)
+    clock.advance(app.config["IDLE_TIMEOUT"])
+    monkeypatch.setattr(pruning, "BACKGROUND_INTERVAL", 0)
+    pruning._run_forever(app, runs=1)
+    assert store_files(app) == {} and index_rows(app) == 0

@@ -1,0 +1,128 @@
+"""Deleting expired sessions: their store entries and index rows.
+
+Signed-in sessions are found through the index (by its indexed timestamps), so the work is
+proportional to what is deleted, in batches of bounded size. A sweep of the store folder
+catches entries the index does not know (anonymous sessions, leftovers of a crash); it reads
+only each file's 4-byte expiry header, streaming, so memory stays flat. Gunicorn workers prune
+in a background thread at a bounded rate (gunicorn.conf.py starts it), never inside a request.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import delete, or_, select
+
+from . import clock
+from .db import get_db
+from .models import UserSession
+from .session_store import session_interface, store_folder
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+#: Seconds between background runs, and the most a run deletes (the rest waits for the next).
+BACKGROUND_INTERVAL = 60
+BACKGROUND_LIMIT = 5000
+#: The folder sweep reads every file: only every this many background runs.
+SWEEP_EVERY = 60
+
+
+def prune_index(limit: int | None = None) -> int:
+    """Delete expired signed-in sessions found through the index; how many were deleted."""
+    from flask import current_app
+
+    config = current_app.config
+    now = clock.utcnow()
+    expired = or_(
+        UserSession.last_active_at <= now - timedelta(seconds=config["IDLE_TIMEOUT"]),
+        UserSession.created_at <= now - timedelta(seconds=config["ABSOLUTE_TIMEOUT"]),
+    )
+    interface = session_interface(current_app)
+    db = get_db()
+    deleted = 0
+    while limit is None or deleted < limit:
+        size = BATCH if limit is None else min(BATCH, limit - deleted)
+        rows = db.execute(select(UserSession.id, UserSession.sid_hash).where(expired).limit(size))
+        batch = list(rows)
+        if not batch:
+            break
+        for _ref, sid_hash in batch:
+            interface.delete_by_hash(sid_hash)
+        db.execute(delete(UserSession).where(UserSession.id.in_([ref for ref, _ in batch])))
+        db.commit()
+        deleted += len(batch)
+    return deleted
+
+
+def _expired_files(folder: str, now: float) -> Iterator[str]:
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False) or entry.name.startswith("."):
+                continue
+            try:
+                with open(entry.path, "rb") as handle:
+                    header = handle.read(4)
+            except OSError:
+                continue
+            if len(header) < 4:
+                yield entry.path  # damaged: never readable as a session
+                continue
+            (expires,) = struct.unpack("I", header)
+            if expires != 0 and expires < now:
+                yield entry.path
+
+
+def sweep_store(app: Flask, limit: int | None = None) -> int:
+    """Delete store files whose own expiry has passed (cachelib's header, real time)."""
+    deleted = 0
+    for path in _expired_files(store_folder(app), time.time()):
+        try:
+            os.unlink(path)
+            deleted += 1
+        except FileNotFoundError:
+            pass
+        if limit is not None and deleted >= limit:
+            break
+    return deleted
+
+
+def prune(app: Flask, limit: int | None = None, sweep: bool = True) -> dict[str, int]:
+    with app.app_context():
+        counts = {"index": prune_index(limit)}
+    counts["store"] = sweep_store(app, limit) if sweep else 0
+    return counts
+
+
+def _run_forever(app: Flask, runs: int | None = None) -> None:
+    lock_path = os.path.join(app.instance_path, ".prune.lock")
+    run = 0
+    while runs is None or run < runs:
+        time.sleep(BACKGROUND_INTERVAL)
+        run += 1
+        try:
+            with open(lock_path, "a") as lock:
+                try:  # one worker (of any host sharing the folder) prunes at a time
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                counts = prune(app, limit=BACKGROUND_LIMIT, sweep=run % SWEEP_EVERY == 1)
+            if any(counts.values()):
+                logger.info("pruned expired sessions: %s", counts)
+        except Exception:
+            logger.exception("background pruning failed; trying again later")
+
+
+def start_background(app: Any) -> None:
+    """Start the pruning thread (gunicorn's post_worker_init calls this with the app)."""
+    if isinstance(app, Flask):
+        threading.Thread(target=_run_forever, args=(app,), daemon=True, name="prune").start()

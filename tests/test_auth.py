@@ -152,15 +152,27 @@ def test_hostile_next_is_not_put_into_the_login_form(client, target):
 
 
 def test_v3_2_1_new_session_id_on_sign_in(app, client, auth, user):
-    client.get("/login")
-    planted = session_cookie(client)
-    assert planted
+    """A session id planted in the victim's browser (here: the attacker's own live session)
+    is replaced at sign-in and killed, so the attacker never holds the victim's session."""
+    from webapp.accounts import create_user
+
+    with app.app_context():
+        create_user(get_db(), "mallory", PASSWORD)
+    attacker = app.test_client()
+    AuthActions(attacker).login("mallory")
+    planted = session_cookie(attacker)
+    client.set_cookie("session", planted)
     auth.login()
     assert session_cookie(client) != planted
-    attacker = app.test_client()
-    attacker.set_cookie("session", planted)
-    assert attacker.get("/session").json == {}
-    assert attacker.get("/profile").status_code == 302
+    assert client.get("/session").json["user"]["username"] == "alice"
+    assert attacker.get("/session").json == {}  # the planted id is dead, not the victim's
+
+
+def test_anonymous_visitors_create_no_session_id_to_plant(app, client):
+    client.get("/login")
+    client.get("/signup")
+    assert session_cookie(client) is None
+    assert store_files(app) == {}
 
 
 def test_v3_3_1_sign_out_kills_the_session_on_the_server(app, client, auth, user):

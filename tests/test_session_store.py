@@ -108,3 +108,46 @@ def test_deleted_user_has_no_session(app, client, auth, user):
         delete_user(db, find_user(db, "alice"))
         create_user(db, "mallory", PASSWORD)  # ids are never reused
     assert client.get("/session").json == {}
+
+
+# anonymous visitors: their CSRF token lives in a signed cookie, not in the store ---------------
+
+
+def test_anonymous_pages_keep_their_csrf_token_in_a_signed_cookie(app, client):
+    response = client.get("/login")
+    cookies = response.headers.getlist("Set-Cookie")
+    assert len(cookies) == 1 and cookies[0].startswith("csrf=")
+    assert "HttpOnly" in cookies[0] and "SameSite=Lax" in cookies[0]
+    assert "Set-Cookie" not in client.get("/signup").headers  # the same token, not re-sent
+    assert store_files(app) == {}
+
+
+def test_anonymous_visits_do_not_grow_the_store(app):
+    for _ in range(300):
+        browser = app.test_client()
+        browser.get("/login")
+        browser.get("/csrf")
+    assert store_files(app) == {}
+
+
+def test_forged_csrf_cookie_is_refused(client, user):
+    token = csrf_token(client, "/login")
+    client.set_cookie("csrf", "forged.value.here")
+    data = {"username": "alice", "password": PASSWORD, "csrf_token": token}
+    assert client.post("/login", data=data).status_code == 400
+
+
+def test_sign_in_moves_the_token_into_the_session_and_drops_the_cookie(app, client, auth, user):
+    client.get("/login")
+    response = auth.login()
+    assert any(c.startswith("csrf=;") for c in response.headers.getlist("Set-Cookie"))
+    assert client.get_cookie("csrf") is None
+    assert len(store_files(app)) == 1
+
+
+def test_sign_out_leaves_nothing_in_the_store(app, client, auth, user):
+    auth.login()
+    auth.logout()
+    client.get("/login")
+    assert store_files(app) == {}
+    assert session_cookie(client) is None

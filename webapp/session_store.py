@@ -14,9 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from cachelib.file import FileSystemCache
-from flask import Flask, Request, Response, g, session
+from flask import Flask, Request, Response, g, request, session
 from flask_session.base import ServerSideSession
 from flask_session.cachelib import CacheLibSessionInterface
+from itsdangerous import BadSignature, TimestampSigner
 
 from .instance import ensure_private_folder
 
@@ -24,6 +25,51 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "session:"
 SID_BYTES = 32
+CSRF_KEY = "csrf_token"  # Flask-WTF's session key
+#: What an anonymous visitor's session may hold and still live in a cookie, not the store.
+ANONYMOUS_KEYS = frozenset({CSRF_KEY, "_permanent"})
+
+
+class AnonymousCsrfCookie:
+    """An anonymous visitor's CSRF token, in a signed cookie instead of the session store.
+
+    Every page with a form needs a token, so a server-side session per anonymous visit would
+    let anyone fill the store (and evict nothing, threshold 0: only disk). Signed with the
+    secret key and `__Host-` scoped, the cookie cannot be forged or planted from a subdomain;
+    Flask-WTF still compares the form's token with session["csrf_token"], filled from it.
+    """
+
+    SALT = "webapp-anonymous-csrf"
+
+    def __init__(self, app: Flask) -> None:
+        self.name = "__Host-csrf" if app.config["SESSION_COOKIE_SECURE"] else "csrf"
+        self.max_age = app.config["ABSOLUTE_TIMEOUT"]
+        self.secure = app.config["SESSION_COOKIE_SECURE"]
+        self.signer = TimestampSigner(app.secret_key or "", salt=self.SALT)
+
+    def read(self, request: Request) -> str | None:
+        value = request.cookies.get(self.name)
+        if not value:
+            return None
+        try:
+            return self.signer.unsign(value, max_age=self.max_age).decode()
+        except BadSignature:
+            return None
+
+    def write(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            self.name,
+            self.signer.sign(token).decode(),
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
+        )
+
+    def delete(self, response: Response) -> None:
+        response.delete_cookie(
+            self.name, path="/", secure=self.secure, httponly=True, samesite="Lax"
+        )
 
 
 class WebappSessionInterface(CacheLibSessionInterface):
@@ -36,6 +82,7 @@ class WebappSessionInterface(CacheLibSessionInterface):
     #: The store TTL for a session; session_policy sets it to the session's remaining life, so
     #: that no entry outlives its timeouts. Unset: PERMANENT_SESSION_LIFETIME.
     lifetime: Callable[[ServerSideSession], timedelta] | None = None
+    csrf_cookie: AnonymousCsrfCookie
 
     def _upsert_session(
         self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
@@ -57,6 +104,9 @@ class WebappSessionInterface(CacheLibSessionInterface):
         session.stale_cookie = bool(cookie) and cookie != session.sid
         if session.stale_cookie:
             logger.info("session cookie names no live session; treated as signed out")
+        session.from_store = bool(cookie) and cookie == session.sid
+        if not session.from_store and (token := self.csrf_cookie.read(request)):
+            dict.__setitem__(session, CSRF_KEY, token)  # as if stored: not a modification
         return session
 
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
@@ -81,6 +131,11 @@ class WebappSessionInterface(CacheLibSessionInterface):
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if g.get("read_only_session"):
             return
+        if "_user_id" in session and self.csrf_cookie.name in request.cookies:
+            self.csrf_cookie.delete(response)  # signed in: the token lives in the session now
+        if CSRF_KEY in session and session.keys() <= ANONYMOUS_KEYS:
+            self._save_anonymous(app, session, response)
+            return
         if not session and (session.modified or getattr(session, "stale_cookie", False)):
             if session.modified:
                 self.delete_entry(session)
@@ -91,6 +146,14 @@ class WebappSessionInterface(CacheLibSessionInterface):
             self.delete_entry(session)
             return
         super().save_session(app, session, response)
+
+    def _save_anonymous(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        """Keep an anonymous session that holds only its CSRF token out of the store."""
+        if session.modified or self.csrf_cookie.name not in request.cookies:
+            self.csrf_cookie.write(response, session[CSRF_KEY])
+        if getattr(session, "from_store", False) or getattr(session, "stale_cookie", False):
+            self.delete_entry(session)  # e.g. what a sign-out left: it needs no entry now
+            self.delete_cookie(app, response)
 
     def delete_cookie(self, app: Flask, response: Response) -> None:
         """Delete the session cookie; a __Host- cookie is only deleted with Secure and Path=/."""
@@ -113,9 +176,11 @@ def init_app(app: Flask) -> None:
     folder = store_folder(app)
     ensure_private_folder(folder)
     cache = FileSystemCache(folder, threshold=0, mode=0o600)
-    app.session_interface = WebappSessionInterface(
+    interface = WebappSessionInterface(
         client=cache, key_prefix=KEY_PREFIX, permanent=False, sid_length=SID_BYTES
     )
+    interface.csrf_cookie = AnonymousCsrfCookie(app)
+    app.session_interface = interface
 
 
 def session_interface(app: Flask) -> WebappSessionInterface:

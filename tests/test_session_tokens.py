@@ -183,3 +183,20 @@ def test_sign_out_clears_site_data(client, auth, user):
     auth.login()
     response = auth.logout()
     assert response.headers["Clear-Site-Data"] == '"cookies", "storage"'
+
+
+def test_argon2_runs_on_one_low_priority_thread():
+    """Sign-ins use the CPU polls leave: hashing runs niced, on a single thread."""
+    import os
+    import threading
+
+    from webapp.passwords import HASHING_NICENESS, on_hashing_thread
+
+    def where() -> tuple[str, int]:
+        me = threading.current_thread().name
+        return me, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    name, nice = on_hashing_thread(where)
+    assert name.startswith("argon2")
+    assert nice >= HASHING_NICENESS > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert on_hashing_thread(where)[0] == name  # the same single thread

@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
+#: How much nicer than request threads the hashing thread is (Linux nice levels are per thread).
+HASHING_NICENESS = 10
+
+Result = TypeVar("Result")
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # not permitted: hashing then competes as an equal
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+def on_hashing_thread(work: Callable[..., Result], *args: object) -> Result:
+    """Run Argon2 on this process's one low-priority thread. Sign-ins are slow on purpose;
+    this way they use the CPU that polls leave instead of starving them, and a flood of
+    sign-ins queues instead of taking every core. (Argon2's own lane threads inherit the
+    niceness.)"""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():  # made lazily, after gunicorn's fork
+        _pool = (
+            os.getpid(),
+            ThreadPoolExecutor(1, thread_name_prefix="argon2", initializer=_lower_priority),
+        )
+    return _pool[1].submit(work, *args).result()
 
 
 def policy_error(password: str) -> str | None:
@@ -31,9 +62,12 @@ class Passwords:
         self._dummy_hash: str | None = None
 
     def hash(self, password: str) -> str:
-        return self.hasher.hash(password)
+        return on_hashing_thread(self.hasher.hash, password)
 
     def verify(self, password_hash: str, password: str) -> bool:
+        return on_hashing_thread(self._verify, password_hash, password)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
         try:
             return self.hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
@@ -45,7 +79,7 @@ class Passwords:
     def waste_time(self, password: str) -> None:
         """Do a verification's work for a username that does not exist."""
         if self._dummy_hash is None:
-            self._dummy_hash = self.hasher.hash("not a real password, only for timing")
+            self._dummy_hash = self.hash("not a real password, only for timing")
         self.verify(self._dummy_hash, password)
 
 

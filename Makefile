@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 BIND ?= 127.0.0.1:8000
 STAMP := $(VENV)/.installed
 # Debian packages the test suite drives (browser tests use Debian's chromium, never a
-# browser downloaded by Playwright).
-TEST_DEBS := chromium
-TEST_CMDS := chromium
+# browser downloaded by Playwright), each with a file that shows it is installed.
+TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
+	postgresql:/usr/lib/postgresql/*/bin/initdb nginx:/usr/sbin/nginx openssl:/usr/bin/openssl \
+	systemd:/usr/bin/systemd-analyze wrk:/usr/bin/wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint screenshots system-deps clean
@@ -31,14 +32,17 @@ run: $(STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:
 		$(BIN)/gunicorn -c gunicorn.conf.py
 
 system-deps: ## Install the Debian packages the tests need (as root), or say which
-	@missing=""; for c in $(TEST_CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@missing=""; for dep in $(TEST_DEBS); do \
+		ls $${dep#*:} >/dev/null 2>&1 || missing="$$missing $${dep%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "Installing Debian packages:$(TEST_DEBS)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_DEBS) >/dev/null; \
+			echo "Installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq $$missing >/dev/null || exit 1; \
+			service nginx stop >/dev/null 2>&1 || true; \
 		else \
 			echo "make test needs these Debian packages:$$missing"; \
-			echo "install them with: sudo apt-get install $(TEST_DEBS)"; exit 1; \
+			echo "install them with: sudo apt-get install$$missing"; exit 1; \
 		fi; \
 	fi
 

@@ -11,8 +11,10 @@ from typing import Any
 SECRET_KEY = ""
 #: SQLAlchemy URL of the user database; empty means SQLite file webapp.db in the instance folder.
 DATABASE_URL = ""
-#: Where sessions live: "filesystem" (cachelib files under instance/sessions).
+#: Where sessions live: "filesystem" (files under instance/sessions, one host) or "redis".
 SESSION_BACKEND = "filesystem"
+#: The Redis server for SESSION_BACKEND=redis (redis:// or rediss:// URL, database number).
+REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Seconds without a real request (polls do not count) after which a session ends.
 IDLE_TIMEOUT = 1800
 #: Seconds after sign-in after which a session ends whatever the activity.
@@ -51,6 +53,7 @@ SETTINGS = (
     "SECRET_KEY",
     "DATABASE_URL",
     "SESSION_BACKEND",
+    "REDIS_URL",
     "IDLE_TIMEOUT",
     "ABSOLUTE_TIMEOUT",
     "TOUCH_INTERVAL",
@@ -77,7 +80,7 @@ POSITIVE = {
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
 }
-SESSION_BACKENDS = ("filesystem",)
+SESSION_BACKENDS = ("filesystem", "redis")
 
 
 class ConfigError(ValueError):
@@ -126,6 +129,12 @@ def validate(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"{ENV_PREFIX}{name} must be zero or more, got {config[name]!r}")
     if config["TOUCH_INTERVAL"] >= config["IDLE_TIMEOUT"]:
         raise ConfigError(f"{ENV_PREFIX}TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT")
+    if config["SESSION_BACKEND"] == "redis" and not str(config["REDIS_URL"]).startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            f"{ENV_PREFIX}REDIS_URL must be a redis:// URL, got {config['REDIS_URL']!r}"
+        )
     if config["SESSION_BACKEND"] not in SESSION_BACKENDS:
         raise ConfigError(
             f"{ENV_PREFIX}SESSION_BACKEND must be one of {', '.join(SESSION_BACKENDS)}, "

@@ -6,7 +6,13 @@ import logging
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .session_store import STORE_OUTAGES
+
+#: Failures of a server webapp depends on: 503, never a 500, and no worker dies.
+OUTAGES: tuple[type[Exception], ...] = (*STORE_OUTAGES, OperationalError, DBAPIError)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,11 @@ def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
 
 
 def handle_unexpected(error: Exception) -> tuple[Response | str, int]:
+    cause = getattr(error, "original_exception", None) or error
+    if isinstance(cause, OUTAGES):
+        logger.error("service unavailable: %s: %s", type(cause).__name__, cause)
+        what = "session store" if isinstance(cause, STORE_OUTAGES) else "database"
+        return error_response(503, f"The {what} is not answering; try again in a moment.")
     logger.exception("unhandled error", exc_info=error)
     return error_response(500, MESSAGES[500])
 

@@ -22,7 +22,7 @@ from werkzeug.http import parse_cookie
 
 from . import session_policy, widget
 from .security_headers import HEADERS
-from .session_store import session_interface
+from .session_store import STORE_OUTAGES, session_interface
 
 PATH = "/session"
 VARY = "Cookie, HX-Request, Accept, X-Session-State, X-Session-Required"
@@ -59,7 +59,10 @@ class PollFastPath:
         data: dict[str, Any] = {}
         sid = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.config["SESSION_COOKIE_NAME"])
         if sid:
-            stored = self.interface._retrieve_session_data(self.interface._get_store_id(sid))
+            try:
+                stored = self.interface._retrieve_session_data(self.interface._get_store_id(sid))
+            except STORE_OUTAGES:
+                return None  # the route answers 503 and logs it
             if stored is None:
                 return None
             data = stored

@@ -83,7 +83,10 @@ def _expired_files(folder: str, now: float) -> Iterator[str]:
 
 
 def sweep_store(app: Flask, limit: int | None = None) -> int:
-    """Delete store files whose own expiry has passed (cachelib's header, real time)."""
+    """Delete store files whose own expiry has passed (cachelib's header, real time). Redis
+    expires its keys itself: nothing to sweep there."""
+    if app.config["SESSION_BACKEND"] != "filesystem":
+        return 0
     deleted = 0
     for path in _expired_files(store_folder(app), time.time()):
         try:

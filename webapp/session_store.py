@@ -1,7 +1,9 @@
-"""Server-side session storage: Flask-Session's cachelib interface on a private FileSystemCache.
+"""Server-side session storage: Flask-Session's interfaces with webapp's rules on top.
 
-The store is made explicitly (not by Flask-Session's defaults) because cachelib's default
-threshold of 500 deletes live sessions once 500 files exist; threshold=0 never prunes.
+Two stores: files (Flask-Session's cachelib interface on a private FileSystemCache, the
+embedded default) and Redis (several hosts). Both are made explicitly, not by Flask-Session's
+defaults: cachelib's default threshold of 500 deletes live sessions once 500 files exist
+(threshold=0 never prunes), and Flask-Session's Redis decoder falls back to pickle.
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from cachelib.file import FileSystemCache
-from flask import Flask, Request, Response, g, request, session
-from flask_session.base import ServerSideSession
+from flask import Flask, Request, Response, g, make_response, request, session
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.cachelib import CacheLibSessionInterface
+from flask_session.redis import RedisSessionInterface as FlaskSessionRedisInterface
 from itsdangerous import BadSignature, TimestampSigner
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .instance import ensure_private_folder
 
 logger = logging.getLogger(__name__)
+
+#: Errors that mean "the session store is down": the app answers 503 and recovers by itself.
+STORE_OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+OUTAGE_MESSAGE = "The session store is not answering; try again in a moment."
+#: Endpoints that work without a session: static files, and the health check naming outages.
+OUTAGE_EXEMPT = frozenset({"static", "pages.healthz"})
 
 KEY_PREFIX = "session:"
 SID_BYTES = 32
@@ -72,9 +85,10 @@ class AnonymousCsrfCookie:
         )
 
 
-class WebappSessionInterface(CacheLibSessionInterface):
-    """Flask-Session's interface plus webapp's rules: read-only requests never write, a bad
-    entry is no session, and a cookie is deleted with the attributes it was set with."""
+class WebappSessionRules(ServerSideSessionInterface):
+    """webapp's rules for any Flask-Session store: read-only requests never write, entries are
+    keyed by a hash of the id, a bad entry is no session, anonymous sessions stay out of the
+    store, and a cookie is deleted with the attributes it was set with."""
 
     #: Decides whether a modified session may still be stored; session_policy sets it so that
     #: a request running while its session is revoked cannot write the session back.
@@ -97,7 +111,15 @@ class WebappSessionInterface(CacheLibSessionInterface):
         return self.key_prefix + hashlib.sha256(sid.encode()).hexdigest()
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
-        session = super().open_session(app, request)
+        try:
+            session = super().open_session(app, request)
+        except STORE_OUTAGES as error:
+            # Flask opens the session before any error handler can run: remember the outage
+            # and let refuse_during_outage() answer 503 (and the store recover by itself).
+            logger.error("session store unavailable: %s", error)
+            session = self.session_class(sid=self._generate_sid(self.sid_length))
+            session.outage = True
+            return session
         cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
         # Flask-Session never adopts an unknown id: it makes a new one, so a differing id
         # means the cookie named no live session (expired, ended, or made up).
@@ -109,12 +131,12 @@ class WebappSessionInterface(CacheLibSessionInterface):
             dict.__setitem__(session, CSRF_KEY, token)  # as if stored: not a modification
         return session
 
-    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
-        try:
-            data = self.cache.get(store_id)
-        except Exception:  # cachelib lets UnicodeDecodeError, MemoryError... through
-            logger.warning("damaged session entry ignored", exc_info=True)
-            return None
+    def ping(self) -> None:
+        """Raise if the store does not answer."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _as_session(data: Any) -> dict[str, Any] | None:
         if data is not None and not isinstance(data, dict):
             logger.warning("session entry of type %s ignored", type(data).__name__)
             return None
@@ -129,8 +151,16 @@ class WebappSessionInterface(CacheLibSessionInterface):
         self._delete_session(self.key_prefix + sid_hash)
 
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
-        if g.get("read_only_session"):
+        if g.get("read_only_session") or getattr(session, "outage", False):
             return
+        try:
+            self._save(app, session, response)
+        except STORE_OUTAGES as error:
+            # The answer promised a session that was not stored: say so instead.
+            logger.error("session store unavailable while saving: %s", error)
+            outage_response(response)
+
+    def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if "_user_id" in session and self.csrf_cookie.name in request.cookies:
             self.csrf_cookie.delete(response)  # signed in: the token lives in the session now
         if CSRF_KEY in session and session.keys() <= ANONYMOUS_KEYS:
@@ -168,33 +198,105 @@ class WebappSessionInterface(CacheLibSessionInterface):
         response.vary.add("Cookie")
 
 
+class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
+    """Sessions as files in instance/sessions (0700, files 0600), never pruned by cachelib."""
+
+    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
+        try:
+            data = self.cache.get(store_id)
+        except Exception:  # cachelib lets UnicodeDecodeError, MemoryError... through
+            logger.warning("damaged session entry ignored", exc_info=True)
+            return None
+        return self._as_session(data)
+
+    def ping(self) -> None:
+        folder = self.cache._path
+        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+            raise OSError(f"session folder {folder} is not readable and writable")
+        self.cache.get(KEY_PREFIX + "healthz")
+
+
+class RedisSessionInterface(WebappSessionRules, FlaskSessionRedisInterface):
+    """Sessions in Redis, each key with its session's remaining life as TTL."""
+
+    decoder = msgspec.msgpack.Decoder()
+
+    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(store_id)  # connection errors go on: the app answers 503
+        if not raw:
+            return None
+        try:  # msgpack only: Flask-Session's decoder would fall back to pickle.loads
+            return self._as_session(self.decoder.decode(raw))
+        except msgspec.DecodeError:
+            logger.warning("damaged session entry ignored")
+            return None
+
+    def ping(self) -> None:
+        self.client.ping()
+
+
+#: Seconds a Redis call may take before the request gives up (redis-py waits 5 s by default,
+#: for ever in older versions).
+REDIS_TIMEOUT = 2.0
+
+
 def store_folder(app: Flask) -> str:
     return os.path.join(app.instance_path, "sessions")
 
 
-def init_app(app: Flask) -> None:
+def make_interface(app: Flask) -> WebappSessionRules:
+    common = {"key_prefix": KEY_PREFIX, "permanent": False, "sid_length": SID_BYTES}
+    if app.config["SESSION_BACKEND"] == "redis":
+        client = Redis.from_url(
+            app.config["REDIS_URL"],
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            health_check_interval=30,
+        )
+        return RedisSessionInterface(app, client=client, **common)
     folder = store_folder(app)
     ensure_private_folder(folder)
     cache = FileSystemCache(folder, threshold=0, mode=0o600)
-    interface = WebappSessionInterface(
-        client=cache, key_prefix=KEY_PREFIX, permanent=False, sid_length=SID_BYTES
-    )
+    return FileSessionInterface(client=cache, **common)
+
+
+def outage_response(response: Response) -> None:
+    """Turn a response into a plain 503 (used where Flask's error handlers cannot run)."""
+    response.status_code = 503
+    response.headers.pop("Location", None)
+    response.headers["Retry-After"] = "5"
+    response.mimetype = "text/plain"
+    response.set_data(OUTAGE_MESSAGE)
+
+
+def refuse_during_outage() -> Response | None:
+    """before_request: a request whose session could not be opened gets 503."""
+    if getattr(session, "outage", False) and request.endpoint not in OUTAGE_EXEMPT:
+        from .errors import error_response
+
+        body, status = error_response(503, OUTAGE_MESSAGE)
+        response = make_response(body, status)
+        response.headers["Retry-After"] = "5"
+        return response
+    return None
+
+
+def init_app(app: Flask) -> None:
+    interface = make_interface(app)
     interface.csrf_cookie = AnonymousCsrfCookie(app)
     app.session_interface = interface
+    app.before_request(refuse_during_outage)
 
 
-def session_interface(app: Flask) -> WebappSessionInterface:
+def session_interface(app: Flask) -> WebappSessionRules:
     interface = app.session_interface
-    assert isinstance(interface, WebappSessionInterface)
+    assert isinstance(interface, WebappSessionRules)
     return interface
 
 
 def ping(app: Flask) -> None:
-    """Raise if the store cannot be read and written."""
-    folder = store_folder(app)
-    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
-        raise OSError(f"session folder {folder} is not readable and writable")
-    session_interface(app).cache.get(KEY_PREFIX + "healthz")
+    """Raise if the store cannot be read (and, for files, written)."""
+    session_interface(app).ping()
 
 
 def current_session() -> ServerSideSession:

@@ -1,18 +1,68 @@
-"""Fixtures: an app per test in its own instance folder, a movable clock, and sign-in helpers."""
+"""Fixtures: an app per test in its own instance folder and database, a movable clock, and
+sign-in helpers. Every test that takes `app` (or `app_config`) runs twice: on the embedded
+configuration (files + SQLite) and the distributed one (Redis + PostgreSQL, real servers on
+free loopback ports); tests marked `filesystem_only` check what only the file store has."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock
+from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock, count_store_writes
+from postgres import create_database, postgres_server
+from redis import Redis
+from redis_server import RedisServer, redis_server
 
+import webapp.db
 from webapp import create_app
 from webapp.accounts import create_user
 from webapp.db import get_db
+
+BACKENDS = ("embedded", "distributed")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        only_files = metafunc.definition.get_closest_marker("filesystem_only")
+        backends = ("embedded",) if only_files else BACKENDS
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every database pool a test opened (PostgreSQL counts connections)."""
+    engines: list[Any] = []
+    make_engine = webapp.db.make_engine
+
+    def tracked(url: str) -> Any:
+        engines.append(make_engine(url))
+        return engines[-1]
+
+    monkeypatch.setattr(webapp.db, "make_engine", tracked)
+    yield
+    for engine in engines:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -21,21 +71,34 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app_config(tmp_path: Path, clock: FakeClock) -> dict[str, object]:
-    return {
+def app_config(
+    tmp_path: Path, clock: FakeClock, backend: str, request: pytest.FixtureRequest
+) -> Iterator[dict[str, object]]:
+    config: dict[str, object] = {
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECURE_COOKIES": False,
         "CLOCK": clock,
         **FAST_ARGON2,
     }
+    if backend == "embedded":
+        yield config
+        return
+    redis: RedisServer = request.getfixturevalue("redis")
+    config.update(
+        SESSION_BACKEND="redis",
+        REDIS_URL=redis.url,
+        DATABASE_URL=create_database(request.getfixturevalue("postgres")),
+    )
+    yield config
+    Redis.from_url(redis.url).flushall()
 
 
 @pytest.fixture
-def app(app_config: dict[str, object]) -> Iterator[Flask]:
+def app(app_config: dict[str, object]) -> Flask:
     app = create_app(app_config)
-    yield app
-    app.extensions["webapp.db"].kw["bind"].dispose()
+    count_store_writes(app)
+    return app
 
 
 @pytest.fixture

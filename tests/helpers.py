@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -64,11 +65,43 @@ class AuthActions:
         return self.client.post("/logout", data={"csrf_token": token})
 
 
-def store_files(app: Flask) -> dict[str, tuple[bytes, int]]:
-    """Every session-store file with its bytes and mtime (ns), to prove nothing was written."""
+def store_files(app: Flask) -> dict[str, Any]:
+    """Every stored session entry with what shows a write: for files their bytes and mtime
+    (ns); for Redis the value and how many times the app wrote the key (counted by
+    `count_store_writes`), since a rewrite with the same value leaves no trace in Redis."""
+    interface: Any = app.session_interface
+    if app.config["SESSION_BACKEND"] == "redis":
+        writes = app.extensions.setdefault("test.store_writes", {})
+        return {
+            key.decode(): (interface.client.dump(key), writes.get(key.decode(), 0))
+            for key in interface.client.scan_iter("session:*")
+        }
     folder = Path(app.instance_path) / "sessions"
     return {
         path.name: (path.read_bytes(), path.stat().st_mtime_ns)
         for path in sorted(folder.iterdir())
         if path.is_file()
     }
+
+
+def count_store_writes(app: Flask) -> None:
+    """Count the app's writes per store key (see store_files)."""
+    interface: Any = app.session_interface
+    writes = app.extensions.setdefault("test.store_writes", {})
+    upsert = interface._upsert_session
+
+    def counted(lifetime: Any, session: Any, store_id: str) -> None:
+        writes[store_id] = writes.get(store_id, 0) + 1
+        upsert(lifetime, session, store_id)
+
+    interface._upsert_session = counted
+
+
+def clear_store(app: Flask) -> None:
+    """Lose every stored session (as a crash or an expiry the app never saw would)."""
+    interface: Any = app.session_interface
+    if app.config["SESSION_BACKEND"] == "redis":
+        interface.client.flushdb()
+        return
+    for path in (Path(app.instance_path) / "sessions").iterdir():
+        path.unlink()

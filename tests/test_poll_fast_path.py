@@ -7,7 +7,7 @@ import re
 
 import pytest
 from flask import request
-from helpers import PASSWORD, AuthActions, store_files
+from helpers import PASSWORD, AuthActions, clear_store, store_files
 
 HTMX = {"HX-Request": "true"}
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]*"')
@@ -77,11 +77,7 @@ def test_unusual_polls_go_to_the_route(app, client, auth, user, clock, flask_hit
     elif situation == "expired":
         clock.advance(app.config["IDLE_TIMEOUT"])
     elif situation == "stale_cookie":
-        for path in store_files(app):
-            (
-                app.instance_path
-                and __import__("pathlib").Path(app.instance_path, "sessions", path)
-            ).unlink()
+        clear_store(app)
     else:
         auth.logout()
         headers = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
 from helpers import AuthActions, store_files
 
 from webapp import pruning
@@ -57,6 +58,7 @@ def test_prune_works_in_bounded_batches(app, user, clock, monkeypatch):
         assert pruning.prune_index() == 2
 
 
+@pytest.mark.filesystem_only
 def test_sweep_deletes_expired_store_files_the_index_does_not_know(app, client, user):
     app.session_interface.cache.set("session:orphan", {"_flashes": []}, timeout=60)
     (name,) = store_files(app)  # e.g. an anonymous session that held a flash message

@@ -20,6 +20,7 @@ def mode(path: str | Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+@pytest.mark.filesystem_only
 def test_store_folder_is_0700_and_files_0600(app, client, auth, user):
     auth.login()
     folder = Path(app.instance_path) / "sessions"
@@ -48,6 +49,7 @@ def entry_path(app, client) -> Path:
     return Path(interface.cache._get_filename(store_id))
 
 
+@pytest.mark.filesystem_only
 @pytest.mark.parametrize(
     "damage",
     [
@@ -75,6 +77,7 @@ def test_damaged_entry_means_signed_out_and_is_logged(app, client, auth, user, d
     assert "session" in caplog.text
 
 
+@pytest.mark.filesystem_only
 def test_expired_entries_are_never_served(app, client, auth, user, monkeypatch):
     auth.login()
     import cachelib.file
@@ -84,6 +87,7 @@ def test_expired_entries_are_never_served(app, client, auth, user, monkeypatch):
     assert client.get("/session").json == {}
 
 
+@pytest.mark.filesystem_only
 def test_stale_cookie_is_deleted_on_the_next_page(app, client, auth, user):
     auth.login()
     entry_path(app, client).unlink()
@@ -92,6 +96,7 @@ def test_stale_cookie_is_deleted_on_the_next_page(app, client, auth, user):
     assert session_cookie(client) is None
 
 
+@pytest.mark.filesystem_only
 def test_stale_cookie_is_left_alone_by_polls(app, client, auth, user):
     auth.login()
     entry_path(app, client).unlink()

@@ -59,7 +59,9 @@
     if (!message || !message.cause) {
       return;
     }
-    hint = {cause: message.cause, at: Date.now()};
+    if (message.cause === "signout") { // a later "changed" from that tab must not erase it
+      hint = {cause: "signout", at: Date.now()};
+    }
     refresh();
     if (message.cause === "signout") {
       // the other tab announced before the server ended the session: look again shortly
@@ -126,7 +128,7 @@
     }
     var element = event.detail.elt;
     event.detail.headers["X-Session-State"] = element.getAttribute("data-state") || "";
-    if (document.body.hasAttribute("data-session-required")) {
+    if (document.querySelector("main[data-session-required]")) {
       event.detail.headers["X-Session-Required"] = "true";
     }
   });

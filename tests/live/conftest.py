@@ -7,6 +7,7 @@ access log, real cookies in a real browser) are tested too.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -212,23 +213,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def live_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def gunicorn(
+    env: dict[str, str], folder: Path, poll_seconds: int, **settings: int
 ) -> Iterator[LiveServer]:
-    """gunicorn serving the app from a fresh instance folder, with user alice created.
-
-    One per test module keeps the suite fast; the tests sign in and out in their own cookie
-    jars or browser contexts, so they do not disturb each other. Parametrize indirectly with
-    the poll interval in seconds to change it (default 1), or with settings by name, e.g.
-    `(("poll_seconds", 1), ("idle_timeout", 4), ("touch_interval", 1))` (see `SETTINGS_ENV`;
-    pairs rather than a dict, so that pytest can group the tests that share a server).
-    """
-    settings = _settings(getattr(request, "param", DEFAULT_POLL_SECONDS))
-    poll_seconds = settings.pop("poll_seconds")
-    folder = tmp_path_factory.mktemp("gunicorn")
-    env = _environment(folder / "instance", poll_seconds, **settings)
-    _create_user(env)
+    """Serve the app with gunicorn (`env` from `_environment`), logs in `folder`; stop after."""
     server = LiveServer(
         base_url="",
         access_log=folder / "access.log",
@@ -261,6 +250,27 @@ def live_server(
             yield server
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """gunicorn serving the app from a fresh instance folder, with user alice created.
+
+    One per test module keeps the suite fast; the tests sign in and out in their own cookie
+    jars or browser contexts, so they do not disturb each other. Parametrize indirectly with
+    the poll interval in seconds to change it (default 1), or with settings by name, e.g.
+    `(("poll_seconds", 1), ("idle_timeout", 4), ("touch_interval", 1))` (see `SETTINGS_ENV`;
+    pairs rather than a dict, so that pytest can group the tests that share a server).
+    """
+    settings = _settings(getattr(request, "param", DEFAULT_POLL_SECONDS))
+    poll_seconds = settings.pop("poll_seconds")
+    folder = tmp_path_factory.mktemp("gunicorn")
+    env = _environment(folder / "instance", poll_seconds, **settings)
+    _create_user(env)
+    with gunicorn(env, folder, poll_seconds, **settings) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ run: $(STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:
 	@echo "  development only; behind TLS leave them on."
 	@echo "  First account: open http://$(BIND)/signup, or run"
 	@echo "    $(BIN)/flask --app webapp users create YOURNAME"
+	$(BIN)/flask --app webapp db upgrade
 	WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false} BIND=$(BIND) \
 		$(BIN)/gunicorn -c gunicorn.conf.py
 

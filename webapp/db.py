@@ -1,19 +1,44 @@
-"""The database engine, a SQLAlchemy session per request, and table creation at start."""
+"""The database engine, a SQLAlchemy session per request, and the schema check at start.
+
+At start the schema must be at the latest migration (webapp/migrations, webapp.migrate): an empty
+database is migrated to it, under a lock, so a first start needs no extra step; a database made
+before webapp had migrations is adopted when its tables are the initial revision's; anything else
+behind stops the start with a message to run `flask --app webapp db upgrade`, because several
+workers starting at once must never change a schema that holds data.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import time
 from typing import Any
 
+import click
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from flask.cli import ScriptInfo
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base
+from . import migrate
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: PostgreSQL cancels any statement running longer: a frozen server or a stuck lock fails the
+#: request instead of hanging the worker thread (gunicorn's gthread heartbeat would not notice).
+#: Migrations lift it for their own transaction.
+POSTGRES_STATEMENT_TIMEOUT_MS = 5000
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "options": f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}",
+    # A server that vanishes without closing the connection is noticed within about a minute.
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+#: app.extensions key: under the flask command line the schema is checked on first use.
+SCHEMA_PENDING = "webapp.db.schema_pending"
+
+log = logging.getLogger(__name__)
 
 
 def database_url(app: Flask) -> str:
@@ -35,31 +60,68 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _enable_sqlite_concurrency)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2: use psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql":
+        # pool_pre_ping: after a server restart each pooled connection would fail once.
+        return create_engine(parsed, pool_pre_ping=True, connect_args=POSTGRES_CONNECT_ARGS)
+    return create_engine(parsed, pool_pre_ping=True)
 
 
-def create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables; several workers starting at once may race, so retry."""
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
+def ensure_schema(engine: Engine) -> None:
+    """Make sure the schema is at the latest revision, or raise migrate.SchemaError.
+
+    Only an empty database is migrated here (and a pre-migrations one stamped); both under the
+    migration lock, so that of several processes starting at once exactly one does it and the
+    others find it done.
+    """
+    state = migrate.state_of(engine)
+    if state.at_head:
+        return
+    if not state.revisions:
+        with migrate.migration_connection(engine) as connection:
+            state = migrate.read_state(connection)  # someone may have done it while we waited
+            if state.empty:
+                migrate.run_upgrade(connection)
+                log.info("empty database: created the schema at revision %s", state.head)
+            elif state.tables and not state.revisions:
+                migrate.adopt(connection, repair=False)
+                log.info(
+                    "database made before migrations: adopted at revision %s",
+                    migrate.INITIAL_REVISION,
+                )
+            state = migrate.read_state(connection)
+    problem = state.problem()
+    if problem:
+        raise migrate.SchemaError(problem)
+
+
+def _running_flask_cli() -> bool:
+    """Whether the app is being loaded by the `flask` command (its click context is active)."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.find_object(ScriptInfo) is not None
 
 
 def init_app(app: Flask) -> None:
     engine = make_engine(database_url(app))
-    create_tables(engine)
     app.extensions["webapp.db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_db)
+    migrate.init_app(app)  # `flask --app webapp db ...`
+    if _running_flask_cli():
+        # `flask --app webapp db upgrade|check|current` must load the app whatever state the
+        # database is in (or whether it answers): other commands check it on first use.
+        app.extensions[SCHEMA_PENDING] = True
+    else:
+        ensure_schema(engine)
 
 
 def get_db() -> Session:
     """The request's database session, opened on first use."""
     if "db" not in g:
+        if current_app.extensions.get(SCHEMA_PENDING):
+            ensure_schema(engine_of(current_app))
+            current_app.extensions[SCHEMA_PENDING] = False
         g.db = current_app.extensions["webapp.db"]()
     return g.db
 

@@ -11,7 +11,7 @@ TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
 	systemd:/usr/bin/systemd-analyze wrk:/usr/bin/wrk
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint screenshots system-deps clean
+.PHONY: help run test lint bench screenshots system-deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ lint: $(STAMP) ## ruff and mypy
 
 test: $(STAMP) system-deps lint ## The whole suite (lint, unit, gunicorn, browser)
 	$(BIN)/pytest --cov --cov-report=term
+
+bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=BENCHMARKS.md to save)
+	$(BIN)/python tests/bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
 
 screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
 	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q

@@ -74,36 +74,66 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-@contextlib.contextmanager
-def postgres_server(start_attempts: int = 3) -> Iterator[str]:
-    """Start a cluster, yield the SQLAlchemy URL of its database `webapp`, then remove it all."""
-    binaries = server_binaries()
-    folder = Path(tempfile.mkdtemp(prefix="webapp-postgres-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(folder, user.pw_uid, user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    folder.chmod(0o700)
-    data = folder / "data"
+class PostgresServer:
+    """One throwaway cluster; stop() and start() again on the same port (outage tests)."""
 
-    def run(*command: str) -> None:
+    def __init__(self) -> None:
+        self.binaries = server_binaries()
+        self.folder = Path(tempfile.mkdtemp(prefix="webapp-postgres-"))
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+        self.folder.chmod(0o700)
+        self.data = self.folder / "data"
+        self.port = 0
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        return url_for(self.port)
+
+    def _run(self, *command: str) -> None:
         done = subprocess.run(
-            [*run_as, *command], cwd=folder, capture_output=True, text=True, check=False
+            [*self.run_as, *command], cwd=self.folder, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            log = folder / "server.log"
+            log = self.folder / "server.log"
             raise RuntimeError(
                 f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
                 + (log.read_text() if log.exists() else "")
             )
 
-    started = False
-    try:
-        run(
-            str(binaries / "initdb"),
+    def _pg_ctl_start(self) -> None:
+        options = " ".join(
+            f"-c {name}={value}"
+            for name, value in {
+                **SERVER_SETTINGS,
+                "port": self.port,
+                "unix_socket_directories": self.folder,
+            }.items()
+        )
+        self._run(
+            str(self.binaries / "pg_ctl"),
             "--pgdata",
-            str(data),
+            str(self.data),
+            "--log",
+            str(self.folder / "server.log"),
+            "--options",
+            options,
+            "--wait",
+            "--timeout=60",
+            "start",
+        )
+        self.running = True
+
+    def create(self, start_attempts: int = 3) -> None:
+        """initdb, start on a free port, and create the role and database `webapp`."""
+        self._run(
+            str(self.binaries / "initdb"),
+            "--pgdata",
+            str(self.data),
             "--username=postgres",
             "--auth=trust",
             "--encoding=UTF8",
@@ -111,44 +141,59 @@ def postgres_server(start_attempts: int = 3) -> Iterator[str]:
             "--no-sync",
         )
         for attempt in range(start_attempts):
-            port = free_port()  # another process may take it before the server does: retry
-            options = " ".join(
-                f"-c {name}={value}"
-                for name, value in {
-                    **SERVER_SETTINGS,
-                    "port": port,
-                    "unix_socket_directories": folder,
-                }.items()
-            )
+            self.port = free_port()  # another process may take it first: retry
             try:
-                run(
-                    str(binaries / "pg_ctl"),
-                    "--pgdata",
-                    str(data),
-                    "--log",
-                    str(folder / "server.log"),
-                    "--options",
-                    options,
-                    "--wait",
-                    "--timeout=60",
-                    "start",
-                )
+                self._pg_ctl_start()
+                break
             except RuntimeError:
                 if attempt == start_attempts - 1:
                     raise
-                continue
-            started = True
-            break
-        admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         with psycopg.connect(admin, autocommit=True) as connection:
             role, database = sql.Identifier(ROLE), sql.Identifier(DATABASE)
             connection.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(role))
             connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
-        yield url_for(port)
+
+    def stop(self) -> None:
+        if self.running:
+            self._run(
+                str(self.binaries / "pg_ctl"), "--pgdata", str(self.data), "--mode=fast", "stop"
+            )
+            self.running = False
+
+    def start(self) -> None:
+        """Start again after stop(), on the same port, with its data."""
+        self._pg_ctl_start()
+
+    def remove(self) -> None:
+        try:
+            if self.running:
+                self._run(
+                    str(self.binaries / "pg_ctl"),
+                    "--pgdata",
+                    str(self.data),
+                    "--mode=immediate",
+                    "stop",
+                )
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Start a cluster, yield the SQLAlchemy URL of its database `webapp`, then remove it all."""
+    with running_postgres() as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.create()
+        yield server
     finally:
-        if started:
-            run(str(binaries / "pg_ctl"), "--pgdata", str(data), "--mode=immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
 def create_database(url: str, name: str | None = None) -> str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -31,6 +39,19 @@ def error_response(status: int, message: str) -> tuple[Response | str, int]:
     if wants_json():
         return jsonify(error=message), status
     return render_template("errors/error.html", status=status, message=message), status
+
+
+def unavailable_response(message: str) -> Response:
+    """503 that needs neither the database nor the session store to render (rendered by
+    Jinja directly: Flask's context processors would load the signed-in user)."""
+    if wants_json():
+        response = jsonify(error=message)
+    else:
+        template = current_app.jinja_env.get_template("errors/unavailable.html")
+        response = make_response(template.render(message=message))
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 MESSAGES = {
@@ -61,12 +82,12 @@ def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
     )
 
 
-def handle_unexpected(error: Exception) -> tuple[Response | str, int]:
+def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]:
     cause = getattr(error, "original_exception", None) or error
     if isinstance(cause, OUTAGES):
         logger.error("service unavailable: %s: %s", type(cause).__name__, cause)
         what = "session store" if isinstance(cause, STORE_OUTAGES) else "database"
-        return error_response(503, f"The {what} is not answering; try again in a moment.")
+        return unavailable_response(f"The {what} is not answering; try again in a moment.")
     logger.exception("unhandled error", exc_info=error)
     return error_response(500, MESSAGES[500])
 

@@ -3,9 +3,11 @@
 Every open tab polls /session, so the poll is the product's hot path; Flask's request cycle
 (context, hooks, extensions, response object) costs about as much as the poll's real work. This
 WSGI layer answers the common cases from the stored session alone, with the same functions the
-Flask route uses (widget.py, session_policy.py): anonymous callers, and signed-in sessions whose
-user is cached. Anything else (no stored entry, expiry, a stale user cache, a required page that
-lost its session) goes to the Flask route, which is the reference and logs what it finds.
+Flask route uses (widget.py, session_policy.py): anonymous callers and signed-in sessions (with
+one query by primary key when the user cached in the session is older than the touch
+interval). Anything else (no stored entry, expiry, a deleted user, a failing database, a
+required page that lost its session) goes to the Flask route, which is the reference and logs
+what it finds.
 Like the route, it never writes: no store write, no cookie, no database.
 """
 
@@ -18,9 +20,11 @@ from typing import Any
 
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import parse_cookie
 
 from . import session_policy, widget
+from .models import User
 from .security_headers import HEADERS
 from .session_store import STORE_OUTAGES, session_interface
 
@@ -70,13 +74,26 @@ class PollFastPath:
         user = None
         if "_user_id" in data:
             ends = session_policy.expires_at(data, self.config)
-            user = session_policy.cached_user(data, now, self.config)
-            if ends is None or now >= ends or user is None or "csrf_token" not in data:
+            if ends is None or now >= ends or "csrf_token" not in data:
+                return None
+            user = session_policy.cached_user(data, now, self.config) or self.load_user(data)
+            if user is None:
                 return None
         if environ.get("HTTP_HX_REQUEST") != "true" or environ.get("HTTP_HX_BOOSTED") == "true":
             body = json.dumps(widget.session_json(data, user, self.config), sort_keys=True)
             return self.ok("application/json", body.encode())
         return self.widget_answer(environ, data, user, now)
+
+    def load_user(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """The user from the database (one query by primary key): a tab left open longer than
+        the touch interval has an old cache and no real request to refresh it. None (the
+        route then answers) when the user is gone or the database fails."""
+        try:
+            with self.app.extensions["webapp.db"]() as db:
+                user = db.get(User, int(data["_user_id"]))
+                return user.as_session_user() if user is not None else None
+        except (ValueError, SQLAlchemyError):
+            return None
 
     def widget_answer(
         self, environ: dict[str, Any], data: dict[str, Any], user: Any, now: float

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 from cachelib.file import FileSystemCache
-from flask import Flask, Request, Response, g, make_response, request, session
+from flask import Flask, Request, Response, g, request, session
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from flask_session.cachelib import CacheLibSessionInterface
 from flask_session.redis import RedisSessionInterface as FlaskSessionRedisInterface
@@ -272,12 +272,9 @@ def outage_response(response: Response) -> None:
 def refuse_during_outage() -> Response | None:
     """before_request: a request whose session could not be opened gets 503."""
     if getattr(session, "outage", False) and request.endpoint not in OUTAGE_EXEMPT:
-        from .errors import error_response
+        from .errors import unavailable_response
 
-        body, status = error_response(503, OUTAGE_MESSAGE)
-        response = make_response(body, status)
-        response.headers["Retry-After"] = "5"
-        return response
+        return unavailable_response(OUTAGE_MESSAGE)
     return None
 
 

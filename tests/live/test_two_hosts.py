@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import _create_user, _environment, gunicorn
 from live_client import Client, change_password, signed_in
-from postgres import create_database
+from postgres import PostgresServer, create_database, running_postgres
 from redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -33,10 +33,19 @@ def redis_for_hosts() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
+def postgres_for_hosts() -> Iterator[PostgresServer]:
+    """PostgreSQL of their own: the outage test stops and restarts it."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def hosts(
-    redis_for_hosts: RedisServer, postgres: str, tmp_path_factory: pytest.TempPathFactory
+    redis_for_hosts: RedisServer,
+    postgres_for_hosts: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LiveServer, LiveServer]]:
-    database = create_database(postgres)
+    database = create_database(postgres_for_hosts.url)
     shared = {
         "WEBAPP_SESSION_BACKEND": "redis",
         "WEBAPP_REDIS_URL": redis_for_hosts.url,
@@ -154,3 +163,27 @@ def test_redis_outage_is_a_503_and_service_recovers(hosts, redis_for_hosts):
         wait_healthy(server)
     assert first.worker_pids() | second.worker_pids() == workers  # no worker died
     assert signed_in(second).username() == first.username  # sign-in works again
+
+
+def test_postgres_outage_is_a_503_and_service_recovers(hosts, postgres_for_hosts):
+    first, second = hosts
+    browser = signed_in(first)
+    workers = first.worker_pids() | second.worker_pids()
+    postgres_for_hosts.stop()
+    try:
+        for server in hosts:
+            health = Client(server).request("/healthz")
+            assert health.status == 503
+            assert health.json()["checks"]["database"].startswith("unavailable")
+            assert health.json()["checks"]["session_store"] == "ok"
+        stranger = Client(first)
+        data = {"username": first.username, "password": first.password}
+        reply = stranger.request("/login", data={**data, "csrf_token": stranger.csrf("/login")})
+        assert reply.status == 503 and "database" in reply.text
+        assert browser.request("/account/sessions").status == 503
+    finally:
+        postgres_for_hosts.start()
+    for server in hosts:
+        wait_healthy(server)
+    assert first.worker_pids() | second.worker_pids() == workers  # no worker died
+    assert signed_in(second).username() == first.username  # pooled connections recovered

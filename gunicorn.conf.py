@@ -1,7 +1,7 @@
 """gunicorn settings for webapp: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 gthread workers keep connections alive and let a slow sign-in (Argon2 by design) share a
-worker with fast /session polls.
+worker with fast /session polls (2 workers x 8 threads by default).
 """
 
 import os
@@ -10,7 +10,10 @@ wsgi_app = "wsgi:app"
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# 8 threads: a sign-in holds its thread while Argon2 runs (by design, ~0.2 s); with 4, a few
+# sign-ins left polls half the threads (measured: 0.5x poll throughput during sign-ins; 8
+# threads kept it above 0.7x). BENCHMARKS.md has the figures.
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

@@ -158,3 +158,40 @@ def test_a_user_deleted_behind_the_apps_back_goes_to_the_route(
     flask_hits.clear()
     assert client.get("/session").json == {}
     assert flask_hits == ["/session"]
+
+
+def test_cached_widget_is_never_another_sessions(app, user):
+    """Fragments are cached per state token, which covers each session's CSRF token."""
+    first, second = app.test_client(), app.test_client()
+    AuthActions(first).login()
+    AuthActions(second).login()
+    one = re.search(CSRF_VALUE, first.get("/session", headers=HTMX).text)[0]
+    two = re.search(CSRF_VALUE, second.get("/session", headers=HTMX).text)[0]
+    three = re.search(CSRF_VALUE, first.get("/session", headers=HTMX).text)[0]
+    assert one == three != two
+
+
+def test_cached_widget_still_tells_the_time_left(app, client, auth, user, clock):
+    auth.login()
+    first = client.get("/session", headers=HTMX).text
+    clock.advance(7)
+    second = client.get("/session", headers=HTMX).text
+    left = [int(re.search(r'data-expires-in="(\d+)"', page)[1]) for page in (first, second)]
+    assert left[0] - left[1] == 7
+
+
+def test_idle_tabs_share_one_query_per_user_per_touch_interval(app, user, clock):
+    from sqlalchemy import event
+
+    from webapp.db import engine_of
+
+    tabs = [app.test_client() for _ in range(3)]
+    for tab in tabs:
+        AuthActions(tab).login()
+    clock.advance(app.config["TOUCH_INTERVAL"])
+    queries: list[str] = []
+    event.listen(engine_of(app), "before_cursor_execute", lambda *a: queries.append(a[2]))
+    for _ in range(3):
+        for tab in tabs:
+            assert tab.get("/session").json["user"]["username"] == "alice"
+    assert len(queries) == 1

@@ -23,6 +23,8 @@ _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _lower_priority() -> None:
+    # A nice level, not SCHED_IDLE: measured, SCHED_IDLE starved sign-ins (5 s each) under a
+    # poll flood, while nice 10 still leaves polls most of the CPU.
     with contextlib.suppress(OSError):  # not permitted: hashing then competes as an equal
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 

@@ -29,6 +29,10 @@ from .security_headers import HEADERS
 from .session_store import STORE_OUTAGES, session_interface
 
 PATH = "/session"
+#: Entries in each per-process cache before it starts afresh.
+CACHE_SIZE = 4096
+#: Stands for data-expires-in in a cached widget (the one thing in it that a poll changes).
+EXPIRES_IN_MARK = -424242
 VARY = "Cookie, HX-Request, Accept, X-Session-State, X-Session-Required"
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], bytes]
@@ -43,6 +47,10 @@ class PollFastPath:
         # Flask-WTF's own token format, so the widget's sign-out form posts as from the route.
         secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key or ""
         self.csrf_signer = URLSafeTimedSerializer(secret, salt="wtf-csrf-token")
+        # Per process, both bounded: users by id as loaded from the database (valid for the
+        # touch interval, like the session's own cache), widget HTML by state token.
+        self.users: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.fragments: dict[str, str] = {}
         self.common_headers = [
             ("Cache-Control", "private, no-store"),
             ("Vary", VARY),
@@ -76,7 +84,7 @@ class PollFastPath:
             ends = session_policy.expires_at(data, self.config)
             if ends is None or now >= ends or "csrf_token" not in data:
                 return None
-            user = session_policy.cached_user(data, now, self.config) or self.load_user(data)
+            user = session_policy.cached_user(data, now, self.config) or self.load_user(data, now)
             if user is None:
                 return None
         if environ.get("HTTP_HX_REQUEST") != "true" or environ.get("HTTP_HX_BOOSTED") == "true":
@@ -84,16 +92,29 @@ class PollFastPath:
             return self.ok("application/json", body.encode())
         return self.widget_answer(environ, data, user, now)
 
-    def load_user(self, data: dict[str, Any]) -> dict[str, Any] | None:
-        """The user from the database (one query by primary key): a tab left open longer than
-        the touch interval has an old cache and no real request to refresh it. None (the
-        route then answers) when the user is gone or the database fails."""
+    def load_user(self, data: dict[str, Any], now: float) -> dict[str, Any] | None:
+        """The user from the database (one query by primary key) or this process's copy of it
+        younger than the touch interval: a tab left open longer than that has an old cache
+        and no real request to refresh it. None (the route then answers) when the user is
+        gone or the database fails."""
+        try:
+            user_id = int(data["_user_id"])
+        except (KeyError, ValueError):
+            return None
+        loaded = self.users.get(user_id)
+        if loaded is not None and 0 <= now - loaded[0] < self.config["TOUCH_INTERVAL"]:
+            return loaded[1]
         try:
             with self.app.extensions["webapp.db"]() as db:
-                user = db.get(User, int(data["_user_id"]))
-                return user.as_session_user() if user is not None else None
-        except (ValueError, SQLAlchemyError):
+                user = db.get(User, user_id)
+        except SQLAlchemyError:
             return None
+        if user is None:
+            return None
+        if len(self.users) >= CACHE_SIZE:
+            self.users.clear()
+        self.users[user_id] = (now, user.as_session_user())
+        return self.users[user_id][1]
 
     def widget_answer(
         self, environ: dict[str, Any], data: dict[str, Any], user: Any, now: float
@@ -101,17 +122,25 @@ class PollFastPath:
         state = widget.visible_state(data, user, now, self.config)
         if state["status"] == widget.UNAUTHENTICATED and environ.get("HTTP_X_SESSION_REQUIRED"):
             return None
-        if environ.get("HTTP_X_SESSION_STATE") == widget.state_token(state):
+        token = widget.state_token(state)
+        if environ.get("HTTP_X_SESSION_STATE") == token:
             return "204 NO CONTENT", list(self.common_headers), b""
         ends = session_policy.expires_at(data, self.config) if user else None
-        html = widget.widget_html(
-            self.app,
-            state,
-            status=None,
-            expires_in=int(ends - now) if ends is not None else None,
-            csrf=self.csrf_signer.dumps(data["csrf_token"]) if user else "",
-            page=PATH,
-        )
+        html = self.fragments.get(token)
+        if html is None:  # the state token covers the CSRF token and all else shown but this:
+            html = widget.widget_html(
+                self.app,
+                state,
+                status=None,
+                expires_in=EXPIRES_IN_MARK if user else None,
+                csrf=self.csrf_signer.dumps(data["csrf_token"]) if user else "",
+                page=PATH,
+            )
+            if len(self.fragments) >= CACHE_SIZE:
+                self.fragments.clear()
+            self.fragments[token] = html
+        if ends is not None:
+            html = html.replace(f'"{EXPIRES_IN_MARK}"', f'"{int(ends - now)}"', 1)
         return self.ok("text/html; charset=utf-8", html.encode())
 
     def ok(self, content_type: str, body: bytes) -> Answer:

@@ -190,6 +190,11 @@ class Workers:
         return ["--workers", str(self.workers), "--worker-class", self.kind, f"--threads={threads}"]
 
 
+#: Settings of the configuration under test: empty for the embedded one (files + SQLite);
+#: Redis and PostgreSQL URLs during the distributed run.
+BACKEND_ENV: dict[str, str] = {}
+
+
 def app_environment(instance: Path) -> dict[str, str]:
     """The caller's environment without its webapp and gunicorn settings, plus the bench's."""
     dropped = {"BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"}
@@ -199,6 +204,7 @@ def app_environment(instance: Path) -> dict[str, str]:
         WEBAPP_SECURE_COOKIES="false",
         WEBAPP_BENCHMARK="true",
         LOG_LEVEL="info",  # the "Listening at" and "Booting worker" lines are read
+        **BACKEND_ENV,
     )
     return env
 
@@ -894,6 +900,8 @@ def full_run(args: argparse.Namespace, work: Path, run: Run) -> Report:
         store = measure_store_size(args, work, workers, run, sessions)
         progress("stopping gunicorn")
     lines = main_report(results, counts, store, (run.sign_in_threads, alone))
+    if not args.embedded_only:
+        lines += distributed_run(args, work, run)
     return Report("make bench", lines, [load_line(run, workers), *LEGEND])
 
 
@@ -917,6 +925,55 @@ def measure_store_size(
         many = Scenario(f"poll JSON, {big_n:,} sessions", "/session", 200, FRESH)
         results = measure_rounds([(small, few), (big, many)], run)
     return small_n, results[few.label], big_n, results[many.label]
+
+
+def distributed_run(args: argparse.Namespace, work: Path, run: Run) -> list[str]:
+    """The main scenarios again on Redis + PostgreSQL (throwaway servers on loopback), with
+    their own bare route in the same run."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres import running_postgres
+    from redis_server import redis_server
+
+    scenarios = SCENARIOS[:4]  # bare, JSON, fragment, 204 (the idle tab copies store files)
+    workers = Workers(args.worker_class, args.workers, args.threads)
+    instance, logs = work / "distributed", work / "logs"
+    with redis_server() as redis, running_postgres() as postgres:
+        progress(f"Redis on {redis.url}, PostgreSQL on {postgres.url}")
+        BACKEND_ENV.update(
+            WEBAPP_SESSION_BACKEND="redis",
+            WEBAPP_REDIS_URL=redis.url,
+            WEBAPP_DATABASE_URL=postgres.url,
+        )
+        try:
+            create_user(instance)
+            one = Workers("gthread", 1, 1)
+            with Server(instance, logs, one, "distributed-counts", run.problems) as server:
+                counted = [scenario for scenario in scenarios if scenario.counted]
+                counts = count_per_request(
+                    Sessions(server.port, instance), counted, args.polls, run
+                )
+            with Server(instance, logs, workers, "distributed", run.problems) as server:
+                results = measure_rounds(
+                    [(Sessions(server.port, instance), scenario) for scenario in scenarios], run
+                )
+        finally:
+            BACKEND_ENV.clear()
+    bare = results[BARE.label]
+    rows = [
+        [
+            label,
+            f"{median(measured, lambda r: r.rps):,.0f}",
+            ms(median(measured, lambda r: r.p50_us)),
+            ms(median(measured, lambda r: r.p99_us)),
+            f"{median_ratio(measured, bare):.2f}x",
+            *([number(v) for v in vars(counts[label]).values()] if label in counts else ["-"] * 4),
+            f"{median(measured, lambda r: r.bytes_per_response):,.0f}",
+        ]
+        for label, measured in results.items()
+    ]
+    headers = ["Redis + PostgreSQL", "req/s", "p50", "p99", "ratio to bare", "store writes/poll"]
+    headers += ["Set-Cookie/poll", "DB queries/poll", "DB writes/poll", "bytes/response"]
+    return ["", *table(headers, rows)]
 
 
 def compare_workers(args: argparse.Namespace, work: Path, run: Run) -> Report:
@@ -978,7 +1035,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     add("--worker-class", default="gthread", choices=["gthread", "sync"])
     add("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "4")))
-    add("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    add("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
     add("--rounds", type=int, default=3, help="interleaved rounds, medians reported (default 3)")
     add("--warmup", type=int, default=1, help="seconds of wrk per scenario before measuring")
     add("--connections", type=int, default=32, help="wrk -c (default 32)")
@@ -988,6 +1045,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--big-store", type=int, default=100_000, help="stored sessions, big case")
     add("--sign-in-threads", type=int, default=4, help="client threads signing in")
     add("--markdown", metavar="PATH", help="also write the report as markdown to PATH")
+    add("--embedded-only", action="store_true", help="skip the Redis + PostgreSQL run")
     add("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     add(
         "--compare-workers",

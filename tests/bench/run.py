@@ -1034,7 +1034,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     add("--worker-class", default="gthread", choices=["gthread", "sync"])
-    add("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "4")))
+    add("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "8")))
     add("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
     add("--rounds", type=int, default=3, help="interleaved rounds, medians reported (default 3)")
     add("--warmup", type=int, default=1, help="seconds of wrk per scenario before measuring")

@@ -27,7 +27,7 @@ class Server(Protocol):
     def url(self, path: str) -> str: ...
 
 
-class _KeepEveryResponse(urllib.request.HTTPErrorProcessor):
+class KeepEveryResponse(urllib.request.HTTPErrorProcessor):
     """Hand back 3xx and 4xx as they are: the tests check redirects rather than follow them."""
 
     def http_response(self, request: urllib.request.Request, response: Any) -> Any:
@@ -63,14 +63,20 @@ class Client:
         self.server = server
         self.jar = CookieJar()
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), _KeepEveryResponse
+            urllib.request.HTTPCookieProcessor(self.jar), KeepEveryResponse
         )
 
-    def request(self, path: str, data: dict[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        opener: urllib.request.OpenerDirector | None = None,
+    ) -> Reply:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         url = self.server.url(path)  # always http://127.0.0.1:PORT/...
-        request = urllib.request.Request(url, data=body)  # noqa: S310
-        with self.opener.open(request, timeout=10) as response:
+        request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
+        with (opener or self.opener).open(request, timeout=10) as response:
             return Reply(response.status, response.headers, response.read())
 
     def cookie(self, name: str) -> str | None:

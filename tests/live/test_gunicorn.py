@@ -6,21 +6,18 @@ key and the session store are really shared, and that polls never write a cookie
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
-from html.parser import HTMLParser
-from http.cookiejar import CookieJar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from live_client import Client as Browser
+from live_client import KeepEveryResponse, Reply, csrf_tokens
 
 if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
     from conftest import AccessLine, LiveServer
@@ -30,78 +27,6 @@ pytestmark = pytest.mark.live
 POLLS = 100
 COOKIE = "session"  # WEBAPP_SECURE_COOKIES=false: no __Host- prefix on plain HTTP
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-class _KeepEveryResponse(urllib.request.HTTPErrorProcessor):
-    """Hand back 3xx and 4xx as they are: the tests check redirects rather than follow them."""
-
-    def http_response(self, request: urllib.request.Request, response: Any) -> Any:
-        return response
-
-    https_response = http_response
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-class Browser:
-    """A cookie jar and urllib: every request is a new connection (urllib sends
-    `Connection: close`), so the kernel hands each one to whichever worker accepts first."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.jar = CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), _KeepEveryResponse
-        )
-
-    def request(
-        self,
-        path: str,
-        data: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        opener: urllib.request.OpenerDirector | None = None,
-    ) -> Reply:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        url = self.server.url(path)  # always http://127.0.0.1:PORT/...
-        request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
-        with (opener or self.opener).open(request, timeout=10) as response:
-            return Reply(response.status, response.headers, response.read())
-
-    def cookie(self, name: str) -> str | None:
-        return next((cookie.value for cookie in self.jar if cookie.name == name), None)
-
-
-class _CsrfFinder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.field: str | None = None
-        self.meta: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "input" and values.get("name") == "csrf_token" and self.field is None:
-            self.field = values.get("value")
-        if tag == "meta" and values.get("name") == "csrf-token":
-            self.meta = values.get("content")
-
-
-def csrf_tokens(html: str) -> tuple[str | None, str | None]:
-    """The first form's hidden csrf_token and the page's <meta name="csrf-token">."""
-    finder = _CsrfFinder()
-    finder.feed(html)
-    return finder.field, finder.meta
 
 
 def location_path(reply: Reply) -> str:
@@ -190,7 +115,7 @@ def test_sign_in_poll_on_both_workers_sign_out(live_server: LiveServer) -> None:
     assert browser.request("/session").json() == {}
 
     # The old cookie, replayed as if stolen: the server-side entry must be gone.
-    no_jar = urllib.request.build_opener(_KeepEveryResponse)
+    no_jar = urllib.request.build_opener(KeepEveryResponse)
     replay = browser.request("/session", headers={"Cookie": f"{COOKIE}={sid}"}, opener=no_jar)
     assert replay.status == 200
     assert replay.json() == {}

@@ -52,7 +52,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check webapp tests wsgi.py gunicorn.conf.py
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint ## The whole suite (lint, unit, gunicorn, browser)
+test: $(STAMP) system-deps lint ## The whole suite: lint; files+SQLite and Redis+PostgreSQL; gunicorn, two hosts, browser
 	$(BIN)/pytest --cov --cov-report=term
 
 bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=BENCHMARKS.md to save)

@@ -826,13 +826,10 @@ LEGEND = [
 ]
 
 
-def main_report(
-    results: dict[str, list[WrkResult]],
-    counts: dict[str, Counts],
-    store: tuple[int, list[WrkResult], int, list[WrkResult]],
-    sign_ins: tuple[int, float],
+def scenario_table(
+    title: str, results: dict[str, list[WrkResult]], counts: dict[str, Counts]
 ) -> list[str]:
-    """The table, then the store-size and sign-in lines."""
+    """One row per scenario: medians, the ratio to the same run's bare route, the counts."""
     bare = results[BARE.label]
     rows = []
     for label, measured in results.items():
@@ -850,9 +847,19 @@ def main_report(
                 f"{median(measured, lambda r: r.bytes_per_response):,.0f}",
             ]
         )
-    headers = ["scenario", "req/s", "p50", "p99", "ratio to bare", "store writes/poll"]
+    headers = [title, "req/s", "p50", "p99", "ratio to bare", "store writes/poll"]
     headers += ["Set-Cookie/poll", "DB queries/poll", "DB writes/poll", "bytes/response"]
-    lines = table(headers, rows)
+    return table(headers, rows)
+
+
+def main_report(
+    results: dict[str, list[WrkResult]],
+    counts: dict[str, Counts],
+    store: tuple[int, list[WrkResult], int, list[WrkResult]],
+    sign_ins: tuple[int, float],
+) -> list[str]:
+    """The table, then the store-size and sign-in lines."""
+    lines = scenario_table("scenario", results, counts)
     small_n, small, big_n, big = store
     small_p50, big_p50 = median(small, lambda r: r.p50_us), median(big, lambda r: r.p50_us)
     lines += [
@@ -958,22 +965,7 @@ def distributed_run(args: argparse.Namespace, work: Path, run: Run) -> list[str]
                 )
         finally:
             BACKEND_ENV.clear()
-    bare = results[BARE.label]
-    rows = [
-        [
-            label,
-            f"{median(measured, lambda r: r.rps):,.0f}",
-            ms(median(measured, lambda r: r.p50_us)),
-            ms(median(measured, lambda r: r.p99_us)),
-            f"{median_ratio(measured, bare):.2f}x",
-            *([number(v) for v in vars(counts[label]).values()] if label in counts else ["-"] * 4),
-            f"{median(measured, lambda r: r.bytes_per_response):,.0f}",
-        ]
-        for label, measured in results.items()
-    ]
-    headers = ["Redis + PostgreSQL", "req/s", "p50", "p99", "ratio to bare", "store writes/poll"]
-    headers += ["Set-Cookie/poll", "DB queries/poll", "DB writes/poll", "bytes/response"]
-    return ["", *table(headers, rows)]
+    return ["", *scenario_table("Redis + PostgreSQL", results, counts)]
 
 
 def compare_workers(args: argparse.Namespace, work: Path, run: Run) -> Report:

@@ -30,8 +30,17 @@ from .instance import ensure_private_folder
 
 logger = logging.getLogger(__name__)
 
+
 #: Errors that mean "the session store is down": the app answers 503 and recovers by itself.
-STORE_OUTAGES: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+class StoreWriteError(Exception):
+    """The file store could not write a session."""
+
+
+STORE_OUTAGES: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    StoreWriteError,
+)
 OUTAGE_MESSAGE = "The session store is not answering; try again in a moment."
 #: Endpoints that work without a session: static files, and the health check naming outages.
 OUTAGE_EXEMPT = frozenset({"static", "pages.healthz"})
@@ -200,6 +209,18 @@ class WebappSessionRules(ServerSideSessionInterface):
 
 class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
     """Sessions as files in instance/sessions (0700, files 0600), never pruned by cachelib."""
+
+    def _upsert_session(
+        self, lifetime: timedelta, session: ServerSideSession, store_id: str
+    ) -> None:
+        """Write the file, and say so when it could not be written: cachelib only logs an
+        OSError (disk full, folder read-only) and returns False, which would answer a sign-in
+        with a session that does not exist."""
+        if self.lifetime is not None:
+            lifetime = self.lifetime(session)
+        timeout = int(lifetime.total_seconds())
+        if not self.cache.set(key=store_id, value=dict(session), timeout=timeout):
+            raise StoreWriteError("the session file could not be written (see cachelib's log)")
 
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
         try:

@@ -102,6 +102,17 @@ def test_v3_4_5_cookies_are_scoped_to_path_slash_and_this_host(secure_cookies):
     assert all("; Path=/" in cookie and "Domain=" not in cookie for cookie in secure_cookies)
 
 
+def test_v3_4_anonymous_csrf_cookie_has_every_flag(env_app):
+    """The cookie that carries an anonymous visitor's CSRF token: __Host-, Secure, HttpOnly,
+    SameSite=Lax, Path=/, no Domain."""
+    response = env_app().test_client().get("/login", base_url="https://localhost")
+    (cookie,) = response.headers.getlist("Set-Cookie")
+    assert cookie.startswith("__Host-csrf=")
+    for flag in ("; Secure", "; HttpOnly", "; SameSite=Lax", "; Path=/"):
+        assert flag in cookie
+    assert "Domain=" not in cookie
+
+
 def test_v3_4_4_secure_sign_out_deletes_the_host_cookie_with_secure(env_app):
     """Browsers ignore a __Host- cookie deletion that lacks Secure and Path=/."""
     from helpers import PASSWORD

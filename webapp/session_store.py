@@ -207,20 +207,19 @@ class WebappSessionRules(ServerSideSessionInterface):
         response.vary.add("Cookie")
 
 
+class CheckedFileSystemCache(FileSystemCache):
+    """cachelib's FileSystemCache, but a write that fails says so: cachelib only logs an
+    OSError (disk full, folder read-only) and returns False, which would answer a sign-in
+    with a session that does not exist."""
+
+    def set(self, key: str, value: Any, timeout: Any = None, mgmt_element: bool = False) -> bool:
+        if not super().set(key, value, timeout, mgmt_element):
+            raise StoreWriteError("the session file could not be written (see cachelib's log)")
+        return True
+
+
 class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
     """Sessions as files in instance/sessions (0700, files 0600), never pruned by cachelib."""
-
-    def _upsert_session(
-        self, lifetime: timedelta, session: ServerSideSession, store_id: str
-    ) -> None:
-        """Write the file, and say so when it could not be written: cachelib only logs an
-        OSError (disk full, folder read-only) and returns False, which would answer a sign-in
-        with a session that does not exist."""
-        if self.lifetime is not None:
-            lifetime = self.lifetime(session)
-        timeout = int(lifetime.total_seconds())
-        if not self.cache.set(key=store_id, value=dict(session), timeout=timeout):
-            raise StoreWriteError("the session file could not be written (see cachelib's log)")
 
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
         try:
@@ -277,7 +276,7 @@ def make_interface(app: Flask) -> WebappSessionRules:
         return RedisSessionInterface(app, client=client, **common)
     folder = store_folder(app)
     ensure_private_folder(folder)
-    cache = FileSystemCache(folder, threshold=0, mode=0o600)
+    cache = CheckedFileSystemCache(folder, threshold=0, mode=0o600)
     return FileSessionInterface(client=cache, **common)
 
 

@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 # browser downloaded by Playwright), each with a file that shows it is installed.
 TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
 	postgresql:/usr/lib/postgresql/*/bin/initdb nginx:/usr/sbin/nginx openssl:/usr/bin/openssl \
-	systemd:/usr/bin/systemd-analyze wrk:/usr/bin/wrk
+	systemd:/usr/bin/systemd-analyze wrk:/usr/bin/wrk \
+	valgrind:/usr/bin/valgrind
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint bench screenshots system-deps clean

@@ -117,12 +117,20 @@ def init_app(app: Flask) -> None:
 
 
 def get_db() -> Session:
-    """The request's database session, opened on first use."""
+    """The request's database session, opened on first use.
+
+    A session whose flush failed (e.g. "database is locked": the request answers 503) is
+    rolled back here before it is used again: the answer to a failed request still reads the
+    database (the session store's write guard does), and would otherwise fail with
+    PendingRollbackError, a 500 instead of the 503.
+    """
     if "db" not in g:
         if current_app.extensions.get(SCHEMA_PENDING):
             ensure_schema(engine_of(current_app))
             current_app.extensions[SCHEMA_PENDING] = False
         g.db = current_app.extensions["webapp.db"]()
+    elif not g.db.is_active:
+        g.db.rollback()
     return g.db
 
 

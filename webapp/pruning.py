@@ -3,7 +3,9 @@
 Signed-in sessions are found through the index (by its indexed timestamps), so the work is
 proportional to what is deleted, in batches of bounded size. A sweep of the store folder
 catches entries the index does not know (anonymous sessions, leftovers of a crash); it reads
-only each file's 4-byte expiry header, streaming, so memory stays flat. Gunicorn workers prune
+only each file's 4-byte expiry header, streaming, so memory stays flat, and deletes cachelib's
+temporary files that a crash or a failed write (disk full) left behind, once they are old
+enough that no write can still be using them. Gunicorn workers prune
 in a background thread at a bounded rate (gunicorn.conf.py starts it), never inside a request.
 """
 
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from cachelib.file import FileSystemCache
 from flask import Flask
 from sqlalchemy import delete, or_, select
 
@@ -35,6 +38,11 @@ BACKGROUND_INTERVAL = 60
 BACKGROUND_LIMIT = 5000
 #: The folder sweep reads every file: only every this many background runs.
 SWEEP_EVERY = 60
+#: cachelib writes an entry to a temporary file with this suffix, then renames it into place.
+TEMPORARY_SUFFIX = FileSystemCache._fs_transaction_suffix
+#: A write takes milliseconds: a temporary file this many seconds old was abandoned (a killed
+#: worker, a full disk). A younger one is left alone, since deleting it would fail its write.
+TEMPORARY_GRACE = 600
 
 
 def prune_index(limit: int | None = None) -> int:
@@ -68,6 +76,14 @@ def _expired_files(folder: str, now: float) -> Iterator[str]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if not entry.is_file(follow_symlinks=False) or entry.name.startswith("."):
+                continue
+            if entry.name.endswith(TEMPORARY_SUFFIX):
+                try:
+                    written = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:  # renamed into place meanwhile
+                    continue
+                if written < now - TEMPORARY_GRACE:
+                    yield entry.path
                 continue
             try:
                 with open(entry.path, "rb") as handle:

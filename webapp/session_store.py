@@ -306,14 +306,14 @@ class CheckedFileSystemCache(FileSystemCache):
         (as cachelib decides); DamagedEntry when the file is not an entry webapp wrote
         under this key, expired or not. Other OSErrors go on."""
         try:
-            with open(self._get_filename(key), "rb") as file:
-                data = file.read(MAX_ENTRY_BYTES + 1)
+            with open(self._get_filename(key), "rb", buffering=0) as file:
+                if os.fstat(file.fileno()).st_size > MAX_ENTRY_BYTES:
+                    raise DamagedEntry(f"larger than {MAX_ENTRY_BYTES} bytes")
+                data = file.read()
         except FileNotFoundError:
             return None
         if len(data) < HEADER_BYTES:
             raise DamagedEntry("shorter than its expiry header")
-        if len(data) > MAX_ENTRY_BYTES:
-            raise DamagedEntry(f"larger than {MAX_ENTRY_BYTES} bytes")
         payload = self.sealer.verified(key, data[HEADER_BYTES:])
         (expires,) = struct.unpack_from("I", data)
         if expires != 0 and expires < time():

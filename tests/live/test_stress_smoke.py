@@ -1,0 +1,108 @@
+"""`make stress` in small (10 users for 5 s, 300 anonymous visits, files + SQLite), so that its
+harness (tests/stress/run.py) keeps working, and proof that its checks count what they guard."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.live
+
+RUN = Path(__file__).resolve().parents[1] / "stress" / "run.py"
+
+
+def _load() -> Any:
+    spec = importlib.util.spec_from_file_location("webapp_stress_run", RUN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+stress = _load()
+
+
+def reply(status: int, body: str, **headers: str) -> Any:
+    message = Message()
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    return stress.Reply("GET", "/session", status, message, body.encode())
+
+
+def user(number: int = 7) -> Any:
+    """A simulated user that never touches the network here."""
+    return stress.User(port=1, number=number, tally=stress.Tally())
+
+
+def test_small_run_counts_traffic_and_misses_no_target() -> None:
+    args = argparse.Namespace(
+        duration=5,
+        users=10,
+        config="files",
+        anonymous=300,
+        sign_in_concurrency=4,
+        wrk_connections=8,
+        keep=False,
+    )
+    results, lines, missed = stress.stress(args)
+
+    assert missed == [], "\n".join(lines + missed)
+    (result,) = results
+    load, anonymous = result.load, result.anonymous
+    assert load.tally.requests > load.tally.sign_ins >= 1
+    assert load.ever_signed_in >= 1 and load.tally.latencies
+    assert anonymous is not None and anonymous.visits >= 300
+    assert anonymous.csrf_cookies >= 300, "anonymous pages set no signed CSRF cookie"
+    assert anonymous.entries_before == anonymous.entries_after == anonymous.signed_in >= 1
+    assert any(line.startswith("| store growth") for line in lines)
+
+
+def test_another_users_data_is_counted_and_misses_the_target() -> None:
+    alice = user(7)
+    alice.inspect(reply(200, "Welcome, Stress stressuser0007 v0!"))  # her own: fine
+    assert alice.tally.other_users_data == 0
+    alice.inspect(reply(200, '{"user": {"name": "Stress stressuser0008 v2"}}'))
+    assert alice.tally.other_users_data == 1
+    assert "[8]" in alice.tally.examples[0]
+    result = stress.ConfigResult("files + SQLite", _load_result(alice.tally), None, [])
+    _lines, missed = stress.report([result])
+    assert any("another user's data: 1" in text for text in missed)
+
+
+def test_a_signed_in_user_answered_as_a_stranger_is_a_lost_session() -> None:
+    alice = user()
+    alice.signed_in = True
+    assert not alice.expect(reply(302, "", Location="/login?next=%2Fprofile"), 200)
+    assert alice.tally.lost_sessions == 1 and not alice.signed_in
+
+    bob = user(8)
+    bob.signed_in = True
+    bob.check_user(reply(200, "{}"), None)  # /session shows nobody
+    assert bob.tally.lost_sessions == 1
+
+    carol = user(9)
+    carol.signed_in = True
+    carol.check_widget(reply(200, '<div data-session-status="unauthenticated" data-state="x">'))
+    assert carol.tally.lost_sessions == 1
+
+
+def test_unexpected_statuses_stale_names_and_poll_cookies_are_counted() -> None:
+    alice = user()
+    assert not alice.expect(reply(429, "Too many"), 200)
+    assert alice.tally.unexpected == 1
+    alice.signed_in = True
+    alice.check_user(reply(200, ""), {"username": alice.username, "name": "old", "email": None})
+    assert alice.tally.stale_profile == 1
+    alice.check_poll_cookies(reply(200, "{}", Set_Cookie="session=abc; Path=/"))
+    assert alice.tally.poll_cookies == 1
+
+
+def _load_result(tally: Any) -> Any:
+    return stress.LoadResult(tally, seconds=1.0, users=1, ever_signed_in=1, signed_in_at_end=1)

@@ -12,7 +12,7 @@ TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
 	valgrind:/usr/bin/valgrind
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench screenshots system-deps clean
+.PHONY: help run test lint bench stress screenshots system-deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ test: $(STAMP) system-deps lint ## The whole suite: lint; files+SQLite and Redis
 
 bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=BENCHMARKS.md to save)
 	$(BIN)/python tests/bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
+
+stress: $(STAMP) system-deps ## 500 users per store, then anonymous visits; every answer checked (MARKDOWN=FILE to save)
+	$(BIN)/python tests/stress/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(STRESS_ARGS)
 
 screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
 	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q

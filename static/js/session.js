@@ -23,8 +23,14 @@
   var channel = "BroadcastChannel" in window ? new BroadcastChannel("webapp-session") : null;
   var shown = null; // {status, token} last shown in this tab
   var deadline = null; // Date.now() value at which the shown session ends
+  var guarded = new WeakSet(); // widget elements whose answers go through dropIfStale
   var hint = null; // {cause, at}: what another tab said happened
-  var signingOut = false; // this tab submitted a sign-out
+  var SIGN_OUT_SECONDS = 10;
+  var signOutAt = null; // Date.now() when this tab submitted a sign-out still unanswered
+
+  function signingOut() {
+    return signOutAt !== null && Date.now() - signOutAt < SIGN_OUT_SECONDS * 1000;
+  }
 
   function widget() {
     return document.getElementById("session-widget");
@@ -32,7 +38,7 @@
 
   function refresh() {
     var element = widget();
-    if (element && window.htmx && navigator.onLine !== false) {
+    if (element && window.htmx && navigator.onLine !== false && !signingOut()) {
       window.htmx.trigger(element, "session:refresh");
     }
   }
@@ -99,14 +105,14 @@
     }
     var status = element.getAttribute("data-session-status");
     var token = element.getAttribute("data-state");
-    if (shown && shown.status === "authenticated" && status === "unauthenticated" && !signingOut) {
+    if (shown && shown.status === "authenticated" && status === "unauthenticated" && !signingOut()) {
       var reason = element.querySelector(".session-reason");
       if (reason) {
         reason.textContent = reasonForEnd();
       }
     }
     if (status === "unauthenticated") {
-      signingOut = false;
+      signOutAt = null;
     }
     var expiresIn = element.getAttribute("data-expires-in");
     deadline = expiresIn === null ? null : Date.now() + Number(expiresIn) * 1000;
@@ -128,10 +134,26 @@
     }
     var element = event.detail.elt;
     event.detail.headers["X-Session-State"] = element.getAttribute("data-state") || "";
-    if (document.querySelector("main[data-session-required]")) {
+    if (document.querySelector("main[data-session-required]") && !signingOut()) {
       event.detail.headers["X-Session-Required"] = "true";
     }
+    if (!guarded.has(element)) {
+      guarded.add(element);
+      element.addEventListener("htmx:beforeOnLoad", dropIfStale);
+    }
   });
+
+  // An answer for a widget that has left the page (hx-boost swapped the page while the poll
+  // was on its way) or that was asked before this tab's sign-out went through is dropped: its
+  // "session required" redirect to /login?next=<old page> must not win over the sign-out's own
+  // answer. htmx fires this on the widget itself, which is why it is not a document listener.
+  function dropIfStale(event) {
+    var element = event.currentTarget;
+    // (the sign-out form's own answer bubbles up through the widget: it is not a poll)
+    if (event.target === element && (!element.isConnected || signingOut())) {
+      event.preventDefault();
+    }
+  }
 
   // A failed poll (server restarting, network) must not swap an error page into the widget.
   document.addEventListener("htmx:beforeSwap", function (event) {
@@ -144,7 +166,7 @@
 
   document.addEventListener("submit", function (event) {
     if (event.target.hasAttribute && event.target.hasAttribute("data-session-signout")) {
-      signingOut = true;
+      signOutAt = Date.now();
       announce("signout");
     }
   }, true);

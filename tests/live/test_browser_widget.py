@@ -5,6 +5,7 @@ errors or CSP violations (the app sends a strict CSP: no inline scripts or style
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Route, WebError, expect
+from playwright.sync_api import Error as PlaywrightError
 
 if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
     from conftest import LiveServer
@@ -189,6 +191,36 @@ def test_other_tab_follows_sign_in_and_sign_out_without_reload(
     expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=POLL_TIMEOUT)
     expect(widget_a).to_contain_text(SIGNED_OUT_TEXT, timeout=QUICK_TIMEOUT)
     assert tab_a.evaluate("window.__marker") == 1, "tab A reloaded"
+    assert errors.seen == []
+
+
+def test_sign_out_wins_over_a_poll_already_on_its_way(
+    live_server: LiveServer, page: Page, errors: BrowserErrors
+) -> None:
+    """On a protected page, a poll sent just before "Sign out" and answered after it must not
+    turn the sign-out into /login?next=<that page>: the sign-out's own answer stands."""
+    sign_in(page, live_server)
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/session", hold)
+    page.evaluate("htmx.trigger('#session-widget', 'session:refresh')")
+    wait_until(page, lambda: len(held) == 1, "no poll was sent")
+
+    page.locator(WIDGET).get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    # The boosted form replaced the page, not just the widget it sits in.
+    expect(page.locator("header")).to_have_count(1)
+    expect(page.locator("main")).to_have_count(1)
+    page.unroute("**/session")
+    for route in held:  # now answered by the server, which ended the session
+        with contextlib.suppress(PlaywrightError):  # aborted by the page: nothing to answer
+            route.continue_()
+    page.wait_for_timeout(3 * live_server.poll_seconds * 1000)
+    expect(page).to_have_url(live_server.url("/login"))
+    expect(page.locator(WIDGET)).to_contain_text(SIGNED_OUT_TEXT)
     assert errors.seen == []
 
 

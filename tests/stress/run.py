@@ -811,7 +811,10 @@ ROWS = [
     Row("requests", _text(lambda r: r.load.tally.requests)),
     Row("req/s", lambda r: f"{r.load.tally.requests / r.load.seconds:,.0f}"),
     Row("latency p50 / p99 (all but sign-in POSTs)", lambda r: latency(r.load.tally.latencies)),
-    Row("sign-ins", _text(lambda r: r.load.tally.sign_ins)),
+    Row(
+        "sign-ins (per second)",
+        lambda r: f"{r.load.tally.sign_ins:,} ({r.load.tally.sign_ins / r.load.seconds:.1f}/s)",
+    ),
     Row("sign-in POST p50 / p99", lambda r: latency(r.load.tally.sign_in_latencies)),
     Row("wait at the sign-in door p50 / p99", lambda r: latency(r.load.tally.sign_in_waits)),
     Row("sign-outs", _text(lambda r: r.load.tally.sign_outs)),
@@ -981,7 +984,10 @@ def main(argv: list[str] | None = None) -> int:
         bench.ensure_wrk()
     try:
         with bench.interruptible():
+            other_load = bench.busy_cpu()
+            progress(f"other programs keep {other_load:.0%} of the CPU busy")
             _results, lines, missed = stress(args)
+            after = bench.busy_cpu()
     except (StressError, bench.BenchError) as error:
         print(f"stress failed: {error}", file=sys.stderr)
         return 1
@@ -992,8 +998,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {bench.machine()}.",
         f"Server: gunicorn {WORKERS} (gunicorn.conf.py otherwise), Argon2 at its default cost. "
         f"Each user is a thread with its own cookie jar and a new connection per request; "
-        f"think times 1-4 s; sign-in POSTs at most {args.sign_in_concurrency} in flight.",
+        f"think times 1-4 s; sign-in POSTs at most {args.sign_in_concurrency} in flight "
+        "(Argon2 runs on one thread per worker: sign-ins per second bound how many users get "
+        "in during the run).",
+        f"Other programs' CPU load (sampled while the harness ran nothing): {other_load:.0%} "
+        f"before, {after:.0%} after.",
     ]
+    if max(other_load, after) > bench.BUSY:
+        notes.append("WARNING: the machine was busy with other programs.")
     checks = [f"CHECK FAILED: {text}" for text in missed]
     print()
     print("\n".join([*lines, "", *notes, *checks]))

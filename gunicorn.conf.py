@@ -18,6 +18,13 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 timeout = 30
+# Request size limits (gunicorn's defaults, stated because webapp relies on them): gunicorn
+# answers a longer request line 414, a larger header field (a huge cookie) or more header
+# fields 431, before the app runs. The body's limit is the app's WEBAPP_MAX_CONTENT_LENGTH
+# (413). A `next` of 2048 characters (safe_redirect's limit) fits in the request line.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 graceful_timeout = 10
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

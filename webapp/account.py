@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -23,6 +24,7 @@ from .safe_redirect import next_or_default, safe_next
 from .session_store import current_session
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+SESSION_REF = re.compile(r"[0-9a-f]{16}")
 WRONG_PASSWORD = "That password is not right."  # noqa: S105 (a message)
 
 #: Renders a page again with the form, a status and an optional page-level error.
@@ -91,7 +93,9 @@ def sessions() -> ResponseReturnValue:
 @login_required
 def revoke(ref: str) -> ResponseReturnValue:
     """End one of the user's sessions, after the password is entered again."""
-    row = get_db().get(UserSession, ref)
+    # References are 16 hex digits (session_index): anything else names no session, and must
+    # not reach the database (PostgreSQL refuses a NUL character with an error).
+    row = get_db().get(UserSession, ref) if SESSION_REF.fullmatch(ref) else None
     if row is None or row.user_id != current_user.id:
         abort(404)
     form = PasswordConfirmForm()

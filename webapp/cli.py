@@ -12,11 +12,45 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, events, pruning, session_index, session_policy
+from . import accounts, events, passwords, pruning, session_index, session_policy
 from .db import get_db
 from .models import User, UserSession
 
 users = AppGroup("users", help="Create, list, delete users and set their passwords.")
+
+#: Longest line read as a password: the policy's maximum in 4-byte UTF-8 characters.
+PASSWORD_LINE_BYTES = 4 * passwords.MAX_LENGTH
+
+
+class Text(click.ParamType):
+    """A command-line value that is valid UTF-8, has no control characters and is not too
+    long; anything else is refused (exit status 2) before it reaches the database, where an
+    undecodable byte would be a traceback."""
+
+    name = "text"
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # the shell passed bytes that are not UTF-8
+            self.fail("is not valid UTF-8", param, ctx)
+        if len(text) > self.max_length:
+            self.fail(f"must be at most {self.max_length} characters", param, ctx)
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            self.fail("must not contain control characters", param, ctx)
+        return text
+
+
+USERNAME = Text(64)
+NAME = Text(accounts.NAME_MAX)
+EMAIL = Text(accounts.EMAIL_MAX)
+SESSION_REF = Text(16)
 
 
 @contextmanager
@@ -36,12 +70,26 @@ def clear_errors() -> Iterator[None]:
 def read_password(from_stdin: bool) -> str:
     """One line from standard input, or a hidden prompt asked twice."""
     if from_stdin:
-        line = sys.stdin.readline()
-        password = line.removesuffix("\n").removesuffix("\r")
-        if not password:
+        line = sys.stdin.buffer.readline(PASSWORD_LINE_BYTES + 3)
+        raw = line.removesuffix(b"\n").removesuffix(b"\r")
+        if not raw:
             raise click.ClickException("no password on standard input")
-        return password
-    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+        if len(raw) > PASSWORD_LINE_BYTES:
+            raise click.ClickException(
+                f"Password must be at most {passwords.MAX_LENGTH} characters."
+            )
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise click.ClickException(
+                "the password on standard input is not valid UTF-8"
+            ) from None
+    password = str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.ClickException("the password typed is not valid UTF-8") from None
+    return password
 
 
 def existing_user(username: str) -> User:
@@ -57,9 +105,9 @@ password_stdin_option = click.option(
 
 
 @users.command("create")
-@click.argument("username")
-@click.option("--name", help="Display name (default: the username).")
-@click.option("--email", help="Email address.")
+@click.argument("username", type=USERNAME)
+@click.option("--name", type=NAME, help="Display name (default: the username).")
+@click.option("--email", type=EMAIL, help="Email address.")
 @password_stdin_option
 def create_user(username: str, name: str | None, email: str | None, password_stdin: bool) -> None:
     """Create a user."""
@@ -88,7 +136,7 @@ def list_users() -> None:
 
 
 @users.command("delete")
-@click.argument("username")
+@click.argument("username", type=USERNAME)
 def delete_user(username: str) -> None:
     """Delete a user; their sessions and remember-me tokens end with them."""
     with clear_errors():
@@ -97,7 +145,7 @@ def delete_user(username: str) -> None:
 
 
 @users.command("set-password")
-@click.argument("username")
+@click.argument("username", type=USERNAME)
 @password_stdin_option
 def set_password(username: str, password_stdin: bool) -> None:
     """Set a user's password; every session and remember-me token of theirs ends."""
@@ -113,7 +161,7 @@ sessions = AppGroup("sessions", help="List and end users' sessions.")
 
 
 @sessions.command("list")
-@click.option("--user", "username", help="Only this user's sessions.")
+@click.option("--user", "username", type=USERNAME, help="Only this user's sessions.")
 def list_sessions(username: str | None) -> None:
     """List live sessions: reference, user, device, address, created, last active."""
     with clear_errors():
@@ -150,8 +198,13 @@ def prune_sessions(no_sweep: bool) -> None:
 
 
 @sessions.command("revoke")
-@click.argument("ref", required=False)
-@click.option("--user", "username", help="End every session and remember-me token of this user.")
+@click.argument("ref", required=False, type=SESSION_REF)
+@click.option(
+    "--user",
+    "username",
+    type=USERNAME,
+    help="End every session and remember-me token of this user.",
+)
 def revoke_sessions(ref: str | None, username: str | None) -> None:
     """End one session (by ID from `sessions list`) or all of a user's (--user)."""
     if (ref is None) == (username is None):

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from flask import (
     Flask,
     Response,
     current_app,
+    g,
     jsonify,
     make_response,
     render_template,
     request,
 )
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from markupsafe import escape
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
 from .session_store import STORE_OUTAGES
 
@@ -35,9 +39,20 @@ def wants_json() -> bool:
     )
 
 
+#: The error page for a request whose Host header werkzeug refused (BadHost): no URL can be
+#: built for it, so no template that links anywhere (base.html) can render.
+BARE_PAGE = (
+    '<!doctype html>\n<html lang="en">\n'
+    '<head><meta charset="utf-8"><title>{status}</title></head>\n'
+    '<body><main><h1>{status}</h1><p class="error-message">{message}</p></main></body>\n</html>\n'
+)
+
+
 def error_response(status: int, message: str) -> tuple[Response | str, int]:
     if wants_json():
         return jsonify(error=message), status
+    if request_ctx.url_adapter is None:
+        return BARE_PAGE.format(status=status, message=escape(message)), status
     return render_template("errors/error.html", status=status, message=message), status
 
 
@@ -46,6 +61,8 @@ def unavailable_response(message: str) -> Response:
     Jinja directly: Flask's context processors would load the signed-in user)."""
     if wants_json():
         response = jsonify(error=message)
+    elif request_ctx.url_adapter is None:
+        response = make_response(BARE_PAGE.format(status=503, message=escape(message)))
     else:
         template = current_app.jinja_env.get_template("errors/unavailable.html")
         response = make_response(template.render(message=message))
@@ -58,7 +75,7 @@ MESSAGES = {
     400: "The request was not valid.",
     404: "There is no page at this address.",
     405: "This address does not accept that method.",
-    413: "The request is too large (the limit is 1 MiB).",
+    413: "The request is too large (the limit is {limit}).",
     429: "Too many requests; wait a moment and try again.",
     500: "Something went wrong on our side; it has been logged.",
     503: "The service is temporarily unavailable; try again shortly.",
@@ -70,7 +87,54 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int] | HTTP
     if status < 400:
         return error
     message = MESSAGES.get(status) or error.description or "Request failed."
+    if isinstance(error, BadHost):
+        message = "The Host header does not name a valid host."
+    if status == 413:
+        message = message.format(limit=size_text(current_app.config["MAX_CONTENT_LENGTH"]))
     return error_response(status, message)
+
+
+def size_text(size: int) -> str:
+    """A byte count as people read it: 1 MiB, 512 KiB, 1000 bytes."""
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
+
+#: Answers to input that reaches the database but cannot be stored (a NUL character, a value
+#: longer than its column): the forms refuse such values first, this is the safety net.
+UNSTORABLE = (
+    "The request holds a value that cannot be stored (a control character, or a value too long)."
+)
+#: Longest client address kept (the database column's size: an IPv6 address).
+ADDRESS_MAX = 45
+
+
+def refuse_hostile_request() -> tuple[Response | str, int] | None:
+    """before_request, first of all: what werkzeug or the database would turn into a 500.
+
+    A query string that is not UTF-8 makes werkzeug's request.args raise, so it is a 400 here,
+    as is a NUL character anywhere in the request line or headers.
+    A client address that is not an IP address (X-Forwarded-For garbage through a proxy) is
+    kept only as a short printable note, the size of the column it is stored in.
+    """
+    try:
+        request.query_string.decode()
+    except UnicodeDecodeError:
+        return error_response(400, "The address (its query string) is not valid UTF-8.")
+    if any("\x00" in value for value in request.environ.values() if isinstance(value, str)):
+        # HTTP servers refuse these (gunicorn does); PostgreSQL cannot store them.
+        return error_response(400, "The request holds a NUL character.")
+    address = request.remote_addr
+    if address:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            logger.warning("client address is not an IP address: %r", address[:100])
+            printable = "".join(c for c in address if c.isprintable())
+            request.remote_addr = printable[:ADDRESS_MAX] or None
+    return None
 
 
 def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
@@ -84,6 +148,11 @@ def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
 
 def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]:
     cause = getattr(error, "original_exception", None) or error
+    if isinstance(cause, DataError):  # the database refused a value: bad input, not an outage
+        logger.warning("database refused a value: %s", str(cause).splitlines()[0])
+        if "db" in g:  # the failed statement spoilt the transaction the error page may read
+            g.db.rollback()
+        return error_response(400, UNSTORABLE)
     if isinstance(cause, OUTAGES):
         logger.error("service unavailable: %s: %s", type(cause).__name__, cause)
         what = "session store" if isinstance(cause, STORE_OUTAGES) else "database"
@@ -93,6 +162,8 @@ def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]
 
 
 def init_app(app: Flask) -> None:
+    # First of every before_request hook: session_policy's may already store the address.
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_hostile_request)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InternalServerError, handle_unexpected)

@@ -1,4 +1,9 @@
-"""The HTML forms (Flask-WTF: every one carries and checks a CSRF token)."""
+"""The HTML forms (Flask-WTF: every one carries and checks a CSRF token).
+
+Every field has a maximum length and refuses control characters where they cannot belong,
+with a message on the form: values too long or unprintable never reach Argon2 or the
+database (PostgreSQL cannot store a NUL character, and its columns have sizes).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,13 @@ from collections.abc import Callable
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, ValidationError
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
-from . import accounts
+from . import accounts, passwords
 from .passwords import policy_error
 
-
-class LoginForm(FlaskForm):
-    username = StringField("Username", validators=[DataRequired("Enter your username.")])
-    password = PasswordField("Password", validators=[InputRequired("Enter your password.")])
-    remember = BooleanField("Remember me on this device")
-    next = HiddenField()
+#: Longest username (accounts' rule); longer ones cannot exist.
+USERNAME_MAX = 64
 
 
 def _check(rule: Callable[[str], str | None], optional: bool = False) -> Callable[..., None]:
@@ -32,6 +33,43 @@ def _check(rule: Callable[[str], str | None], optional: bool = False) -> Callabl
     return validator
 
 
+def _printable(what: str) -> Callable[..., None]:
+    """Refuse control characters (NUL, newlines, escapes): no name or address holds them."""
+
+    def validator(_form: FlaskForm, field: Field) -> None:
+        if any(ord(c) < 32 or ord(c) == 127 for c in field.data or ""):
+            raise ValidationError(f"{what} must not contain control characters.")
+
+    return validator
+
+
+def _at_most(length: int, what: str) -> Length:
+    return Length(max=length, message=f"{what} must be at most {length} characters.")
+
+
+#: Any password field: a longer one cannot be right (the policy's maximum), so it is refused
+#: before it costs an Argon2 hash.
+PASSWORD_LENGTH = _at_most(passwords.MAX_LENGTH, "Password")
+
+
+class LoginForm(FlaskForm):
+    username = StringField(
+        "Username",
+        validators=[
+            DataRequired("Enter your username."),
+            _at_most(USERNAME_MAX, "Username"),
+            _printable("Username"),
+        ],
+    )
+    password = PasswordField(
+        "Password", validators=[InputRequired("Enter your password."), PASSWORD_LENGTH]
+    )
+    remember = BooleanField("Remember me on this device")
+    #: Checked by safe_next (a same-site path of at most 2048 characters) where it is used: a
+    #: bad one falls back to /profile rather than failing a form whose field nobody sees.
+    next = HiddenField()
+
+
 class SignupForm(FlaskForm):
     username = StringField(
         "Username",
@@ -41,7 +79,12 @@ class SignupForm(FlaskForm):
         "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
     )
     email = StringField(
-        "Email", validators=[DataRequired("Enter your email."), _check(accounts.email_error)]
+        "Email",
+        validators=[
+            DataRequired("Enter your email."),
+            _printable("Email"),
+            _check(accounts.email_error),
+        ],
     )
     password = PasswordField(
         "Password", validators=[InputRequired("Choose a password."), _check(policy_error)]
@@ -50,6 +93,7 @@ class SignupForm(FlaskForm):
         "Confirm password",
         validators=[
             InputRequired("Repeat the password."),
+            PASSWORD_LENGTH,
             EqualTo("password", "Passwords differ."),
         ],
     )
@@ -62,13 +106,16 @@ class LogoutForm(FlaskForm):
 class PasswordConfirmForm(FlaskForm):
     """Re-entering the password: before ending sessions, or to become fresh again."""
 
-    password = PasswordField("Your password", validators=[InputRequired("Enter your password.")])
-    next = HiddenField()
+    password = PasswordField(
+        "Your password", validators=[InputRequired("Enter your password."), PASSWORD_LENGTH]
+    )
+    next = HiddenField()  # checked by safe_next, as LoginForm's
 
 
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField(
-        "Current password", validators=[InputRequired("Enter your current password.")]
+        "Current password",
+        validators=[InputRequired("Enter your current password."), PASSWORD_LENGTH],
     )
     new_password = PasswordField(
         "New password", validators=[InputRequired("Choose a password."), _check(policy_error)]
@@ -77,6 +124,7 @@ class ChangePasswordForm(FlaskForm):
         "Repeat the new password",
         validators=[
             InputRequired("Repeat the password."),
+            PASSWORD_LENGTH,
             EqualTo("new_password", "Passwords differ."),
         ],
     )
@@ -87,5 +135,6 @@ class ProfileForm(FlaskForm):
         "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
     )
     email = StringField(
-        "Email (optional)", validators=[_check(accounts.email_error, optional=True)]
+        "Email (optional)",
+        validators=[_printable("Email"), _check(accounts.email_error, optional=True)],
     )

@@ -864,6 +864,34 @@ def test_413_names_the_configured_limit(app_config):
     assert (json.status_code, json.get_json()) == (413, {"error": message})
 
 
+def test_chunked_form_over_the_limit_is_413_not_cut_short(app):
+    """Without Content-Length (a chunked body: gunicorn sets wsgi.input_terminated), werkzeug
+    read the first MAX_CONTENT_LENGTH bytes and parsed the form from them, silently."""
+    import io
+
+    client = app.test_client()
+    token = csrf_token(client)
+
+    def chunked(body: bytes) -> TestResponse:
+        environ = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True}
+        return client.post(
+            "/login",
+            content_type="application/x-www-form-urlencoded",
+            environ_overrides=environ,
+            headers={"Transfer-Encoding": "chunked"},
+        )
+
+    def body(size: int) -> bytes:
+        start = f"csrf_token={token}&username=alice&password=not+the+password&x=".encode()
+        return start + b"p" * (size - len(start))
+
+    over = chunked(body(MAX_CONTENT_LENGTH + 10))
+    assert over.status_code == 413
+    assert "The request is too large (the limit is 1 MiB)." in over.get_data(as_text=True)
+    within = chunked(body(2000))  # parsed as usual: a wrong password
+    assert within.status_code == 401, within.get_data(as_text=True)
+
+
 def test_default_limit_is_1_mib_with_a_clear_413(app):
     client = app.test_client()
     token = csrf_token(client)

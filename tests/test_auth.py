@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
+from webapp.accounts import email_error
 from webapp.db import get_db
 from webapp.models import RememberToken
 from webapp.passwords import Passwords
@@ -261,6 +262,12 @@ def test_sign_up_refuses_bad_input_with_a_message(client, user, fields, message)
     assert client.get("/session").json == {}
 
 
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "ab@exa\x07mple.com", "ab@example.co\x7f"])
+def test_email_rule_refuses_control_characters(email):
+    """The account rule itself, not only the forms: the CLI and any caller share it."""
+    assert email_error(email) == "Email must look like name@example.com."
+
+
 def test_sign_up_can_be_turned_off(app_config):
     from webapp import create_app
 
@@ -337,9 +344,13 @@ def test_expired_remember_token_does_not_sign_in(app, client, auth, user, clock)
     assert remember_cookie(browser) is None
 
 
-def test_forged_remember_cookie_is_ignored_and_cleared(app, user):
+@pytest.mark.parametrize(
+    "value", ["abc.def", "a\x00b.c", "A" * 16 + ".\x00" + "b" * 42, "A" * 16 + ".x" * 30]
+)
+def test_forged_remember_cookie_is_ignored_and_cleared(app, user, value):
+    """Malformed cookies never reach the database (PostgreSQL refuses a NUL byte)."""
     browser = app.test_client()
-    browser.set_cookie("remember", "abc.def")
+    browser.set_cookie("remember", value)
     assert browser.get("/").status_code == 200
     assert browser.get("/session").json == {}
     assert remember_cookie(browser) is None

@@ -13,7 +13,7 @@ from .passwords import passwords, policy_error
 from .session_index import revoke_all
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 NAME_MAX = 100
 EMAIL_MAX = 254
 

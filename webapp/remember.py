@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -31,11 +32,16 @@ def _now() -> datetime:
     return datetime.fromtimestamp(clock.now(), UTC)
 
 
+#: What issue() makes: token_urlsafe(12) and token_urlsafe(32).
+SELECTOR_PATTERN = re.compile(r"[A-Za-z0-9_-]{16}")
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
 def _cookie_token() -> RememberToken | None:
     """The stored token the request's cookie names, if the cookie is well formed."""
     selector, _, secret = request.cookies.get(cookie_name(), "").partition(".")
-    if not selector or not secret or len(selector) > 32:
-        return None
+    if not (SELECTOR_PATTERN.fullmatch(selector) and SECRET_PATTERN.fullmatch(secret)):
+        return None  # never sent to the database (a NUL byte would be a PostgreSQL error)
     token = get_db().get(RememberToken, selector)
     if token is None or not hmac.compare_digest(token.secret_hash, _digest(secret)):
         return None

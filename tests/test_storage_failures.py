@@ -26,8 +26,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from helpers import PASSWORD, csrf_token, session_cookie
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 import webapp.db
+import webapp.session_policy
 from webapp import create_app, pruning
 from webapp.db import get_db
 from webapp.models import User, UserSession
@@ -193,6 +195,63 @@ def test_profile_change_on_a_failing_store_is_a_503_and_the_session_is_intact(
     assert client.get("/session").json["user"]["name"] == "Alice Again"
 
 
+def test_a_sign_in_answered_503_sets_no_remember_cookie(app, client, user, disk):
+    """Else the browser is signed in by it once the disk is back: a sign-in it was told failed."""
+    data = {"username": "alice", "password": PASSWORD, "remember": "y"}
+    token = csrf_token(client, "/login")
+    with disk.full():
+        response = client.post("/login", data={**data, "csrf_token": token})
+    assert_503(response)
+    assert "Set-Cookie" not in response.headers
+    assert client.get_cookie("remember") is None
+    assert client.get("/profile").status_code == 302
+    assert_signed_out(client)
+
+
+def test_a_sign_in_answered_503_keeps_the_form_token_so_that_a_retry_works(app, client, user, disk):
+    token = csrf_token(client, "/login")
+    with disk.full():
+        assert_503(sign_in(client, token))
+    assert sign_in(client, token).status_code == 303
+
+
+def test_sign_out_on_a_read_only_store_is_a_503_not_a_session_left_alive(
+    app, client, auth, user, disk
+):
+    """cachelib only logs a failed delete: the answer "signed out" would leave the session
+    usable by any copy of its cookie."""
+    assert auth.login().status_code == 303
+    copy = app.test_client()
+    copy.set_cookie("session", session_cookie(client) or "")
+    token = csrf_token(client, "/")
+    with disk.read_only():
+        response = client.post("/logout", data={"csrf_token": token})
+    assert disk.failures
+    assert_503(response)
+    assert client.get("/session").json["user"]["username"] == "alice"  # as the 503 says
+    # ...and still listed, so it can still be ended from /account/sessions: the store entry
+    # goes before its index row, whatever stops a sign-out half-way (a kill -9 too).
+    assert count(app, select(func.count()).select_from(UserSession)) == 1
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    assert_signed_out(copy)
+
+
+def test_revoking_on_a_read_only_store_is_a_503_and_nothing_half_done(
+    app, client, auth, user, disk
+):
+    other = app.test_client()
+    assert sign_in(other).status_code == 303
+    assert auth.login().status_code == 303
+    data = {"password": PASSWORD, "csrf_token": csrf_token(client, "/account/sessions")}
+    with disk.read_only():
+        response = client.post("/account/sessions/revoke-others", data=data)
+    assert disk.failures
+    assert_503(response)
+    assert other.get("/session").json["user"]["username"] == "alice"
+    assert client.post("/account/sessions/revoke-others", data=data).status_code == 303
+    assert_signed_out(other)
+
+
 def test_a_full_disk_leaves_temporary_files_that_the_sweep_removes(app, client, user, disk):
     """cachelib creates its temporary file, the write fails, and it never deletes the file."""
     token = csrf_token(client, "/login")
@@ -300,6 +359,24 @@ def test_sign_in_while_the_database_is_locked_is_a_503_not_a_500_nor_a_sign_in(s
     assert count(sqlite_app, select(func.count()).select_from(UserSession)) == 0
     assert sign_in(client).status_code == 303
     assert client.get("/session").json["user"]["username"] == "alice"
+
+
+def test_a_503_after_the_session_was_indexed_signs_nobody_in(sqlite_app, monkeypatch):
+    """The session's index row is written, then a later write of the sign-in fails (another
+    writer took the lock in between): the 503 must not carry the session cookie."""
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+    client = sqlite_app.test_client()
+    token = csrf_token(client, "/login")
+    with monkeypatch.context() as patch:
+        patch.setattr(webapp.session_policy.throttle, "record", locked)
+        response = sign_in(client, token)
+    assert_503(response)
+    assert "Set-Cookie" not in response.headers
+    assert entries(sqlite_app) == {}
+    assert_signed_out(client)
 
 
 def test_a_full_database_is_a_503_and_recovers(sqlite_app):

@@ -104,6 +104,9 @@ def end(event: str = "sign_out") -> None:
     remember-me token."""
     events.record(event, user_id=current_user_id(), sid=current_session().sid)
     remember.revoke_current()
+    # The store entry before its index row: a process killed in between leaves a row that
+    # names nothing (pruned later), never a live session that no list shows or can revoke.
+    session_interface(current_app).delete_entry(current_session())
     session_index.remove(current_session().sid)
     logout_user()
     session.clear()

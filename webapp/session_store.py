@@ -166,6 +166,12 @@ class WebappSessionRules(ServerSideSessionInterface):
     def save_session(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if g.get("read_only_session") or getattr(session, "outage", False):
             return
+        if response.status_code >= 500:
+            # A failed request (an outage answers 503) leaves the browser as it was: nothing
+            # stored and no cookie set, however far the view got (signed in and indexed the
+            # session, issued a remember-me token, dropped the anonymous CSRF cookie).
+            del response.headers["Set-Cookie"]
+            return
         try:
             self._save(app, session, response)
         except STORE_OUTAGES as error:
@@ -331,6 +337,13 @@ class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
 
     cache: CheckedFileSystemCache
 
+    def _delete_session(self, store_id: str) -> None:
+        """A delete that fails (read-only folder) says so: cachelib only logs it and returns
+        False, and a sign-out or revocation would answer "done" while any copy of the cookie
+        still works."""
+        if not self.cache.delete(store_id):
+            raise StoreWriteError("the session file could not be deleted (see cachelib's log)")
+
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
         """The stored session, or None; a damaged or foreign entry is no session: logged
         (its file name, never its content) and deleted. The poll fast path reads here too."""
@@ -401,6 +414,7 @@ def outage_response(response: Response) -> None:
     """Turn a response into a plain 503 (used where Flask's error handlers cannot run)."""
     response.status_code = 503
     response.headers.pop("Location", None)
+    del response.headers["Set-Cookie"]  # e.g. no remember-me cookie for a sign-in that failed
     response.headers["Retry-After"] = "5"
     response.mimetype = "text/plain"
     response.set_data(OUTAGE_MESSAGE)

@@ -9,11 +9,13 @@ pickle. Neither store ever unpickles: files hold MAC-checked msgpack, Redis plai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import os
 import struct
+import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from time import time
@@ -302,9 +304,23 @@ class CheckedFileSystemCache(FileSystemCache):
         self.serializer = self.sealer  # type: ignore[assignment]
 
     def set(self, key: str, value: Any, timeout: Any = None, mgmt_element: bool = False) -> bool:
-        sealed = self.sealer.seal(key, value)  # before cachelib opens a temporary file
-        if not super().set(key, sealed, timeout, mgmt_element):
-            raise StoreWriteError("the session file could not be written (see cachelib's log)")
+        """cachelib's write (a temporary file renamed over the entry: never half-written), but
+        one that fails raises and leaves no temporary file behind (cachelib's leaves it on a
+        full disk). No pruning or file count: threshold is 0."""
+        sealed = self.sealer.seal(key, value)
+        header = struct.pack("I", 0 if mgmt_element else self._normalize_timeout(timeout))
+        try:
+            fd, temporary = tempfile.mkstemp(suffix=self._fs_transaction_suffix, dir=self._path)
+        except OSError as error:
+            raise StoreWriteError(f"the session file could not be written: {error}") from error
+        try:
+            with os.fdopen(fd, "wb") as file:  # mkstemp made it 0600
+                file.write(header + sealed)
+            os.replace(temporary, self._get_filename(key))
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise StoreWriteError(f"the session file could not be written: {error}") from error
         return True
 
     def get(self, key: str) -> Any:

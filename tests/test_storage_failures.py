@@ -33,6 +33,7 @@ import webapp.session_policy
 from webapp import create_app, pruning
 from webapp.db import get_db
 from webapp.models import User, UserSession
+from webapp.session_store import SAVE_FAILED_MESSAGE
 
 pytestmark = pytest.mark.filesystem_only
 
@@ -134,9 +135,15 @@ def assert_signed_out(client: FlaskClient) -> None:
 
 
 def assert_503(response: Any) -> None:
+    """The same 503 page as any outage (JSON for scripts), saying what went wrong."""
     assert response.status_code == 503, response.get_data(as_text=True)
     assert "Location" not in response.headers
     assert response.headers["Retry-After"]
+    if response.mimetype == "application/json":
+        assert response.json["error"]
+    else:
+        assert response.mimetype == "text/html"
+        assert "error-message" in response.get_data(as_text=True)
 
 
 FAILURES = ("full", "read_only")
@@ -151,6 +158,7 @@ def test_sign_in_on_a_failing_store_is_a_503_then_signs_in_when_it_recovers(
         response = sign_in(client, token)
     assert disk.failures, "the failure was not reached"
     assert_503(response)
+    assert SAVE_FAILED_MESSAGE in response.get_data(as_text=True)
     assert session_cookie(client) is None  # never a phantom sign-in
     assert entries(app) == {}
     assert_signed_out(client)

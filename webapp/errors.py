@@ -27,7 +27,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.wsgi import LimitedStream
 
-from .session_store import STORE_OUTAGES
+from .session_store import SAVE_FAILED_MESSAGE, STORE_OUTAGES, StoreWriteError
 
 #: Failures of a server webapp depends on: 503, never a 500, and no worker dies.
 OUTAGES: tuple[type[Exception], ...] = (*STORE_OUTAGES, OperationalError, DBAPIError)
@@ -178,6 +178,8 @@ def handle_unexpected(error: Exception) -> Response | tuple[Response | str, int]
         return error_response(400, UNSTORABLE)
     if isinstance(cause, OUTAGES):
         logger.error("service unavailable: %s: %s", type(cause).__name__, cause)
+        if isinstance(cause, StoreWriteError):  # the disk, not a server that may come back
+            return unavailable_response(SAVE_FAILED_MESSAGE)
         what = "session store" if isinstance(cause, STORE_OUTAGES) else "database"
         return unavailable_response(f"The {what} is not answering; try again in a moment.")
     logger.exception("unhandled error", exc_info=error)

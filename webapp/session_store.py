@@ -48,6 +48,7 @@ STORE_OUTAGES: tuple[type[Exception], ...] = (
     StoreWriteError,
 )
 OUTAGE_MESSAGE = "The session store is not answering; try again in a moment."
+SAVE_FAILED_MESSAGE = "The server could not store your session (its storage failed); try again."
 #: Endpoints that work without a session: static files, and the health check naming outages.
 OUTAGE_EXEMPT = frozenset({"static", "pages.healthz"})
 
@@ -179,7 +180,9 @@ class WebappSessionRules(ServerSideSessionInterface):
         except STORE_OUTAGES as error:
             # The answer promised a session that was not stored: say so instead.
             logger.error("session store unavailable while saving: %s", error)
-            outage_response(response)
+            outage_response(
+                response, SAVE_FAILED_MESSAGE if isinstance(error, StoreWriteError) else None
+            )
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         if "_user_id" in session and self.csrf_cookie.name in request.cookies:
@@ -426,14 +429,18 @@ def make_interface(app: Flask) -> WebappSessionRules:
     return FileSessionInterface(client=cache, **common)
 
 
-def outage_response(response: Response) -> None:
-    """Turn a response into a plain 503 (used where Flask's error handlers cannot run)."""
+def outage_response(response: Response, message: str | None = None) -> None:
+    """Turn a response into the 503 page or JSON error (used after the view has answered,
+    where Flask's error handlers cannot run); nothing of the original answer survives."""
+    from .errors import unavailable_response
+
+    answer = unavailable_response(message or OUTAGE_MESSAGE)
     response.status_code = 503
     response.headers.pop("Location", None)
     del response.headers["Set-Cookie"]  # e.g. no remember-me cookie for a sign-in that failed
-    response.headers["Retry-After"] = "5"
-    response.mimetype = "text/plain"
-    response.set_data(OUTAGE_MESSAGE)
+    response.headers["Retry-After"] = answer.headers["Retry-After"]
+    response.headers["Content-Type"] = answer.headers["Content-Type"]
+    response.set_data(answer.get_data())
 
 
 def refuse_during_outage() -> Response | None:

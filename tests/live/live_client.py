@@ -59,6 +59,9 @@ class Reply:
 class Client:
     """One browser: a cookie jar, and a new connection per request."""
 
+    #: Seconds to wait for an answer.
+    timeout = 10
+
     def __init__(self, server: Server) -> None:
         self.server = server
         self.jar = CookieJar()
@@ -76,7 +79,7 @@ class Client:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         url = self.server.url(path)  # always http://127.0.0.1:PORT/...
         request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
-        with (opener or self.opener).open(request, timeout=10) as response:
+        with (opener or self.opener).open(request, timeout=self.timeout) as response:
             return Reply(response.status, response.headers, response.read())
 
     def cookie(self, name: str) -> str | None:

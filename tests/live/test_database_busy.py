@@ -14,8 +14,6 @@ import collections
 import sqlite3
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import _create_user, _environment, gunicorn
-from live_client import Client, Reply, csrf_tokens
+from live_client import Client, csrf_tokens
 
 import webapp.db
 
@@ -47,17 +45,7 @@ REQUEST_TIMEOUT = 60
 class PatientClient(Client):
     """live_client's browser, waiting longer for an answer."""
 
-    def request(
-        self,
-        path: str,
-        data: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        opener: urllib.request.OpenerDirector | None = None,
-    ) -> Reply:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        request = urllib.request.Request(self.server.url(path), data=body, headers=headers or {})  # noqa: S310
-        with (opener or self.opener).open(request, timeout=REQUEST_TIMEOUT) as response:
-            return Reply(response.status, response.headers, response.read())
+    timeout = REQUEST_TIMEOUT
 
 
 @pytest.fixture(scope="module")

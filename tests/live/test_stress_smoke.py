@@ -1,11 +1,13 @@
-"""`make stress` in small (10 users for 5 s, 300 anonymous visits, files + SQLite), so that its
-harness (tests/stress/run.py) keeps working, and proof that its checks count what they guard."""
+"""`make stress` in small (10 users: warm-up, 8 s of load, 300 anonymous visits, files + SQLite),
+so that its harness (tests/stress/run.py) keeps working, and proof that its checks count what
+they guard."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import sys
+import time
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,13 @@ def user(number: int = 7) -> Any:
 
 def test_small_run_counts_traffic_and_misses_no_target() -> None:
     args = argparse.Namespace(
-        duration=5,
+        duration=8,
         users=10,
         config="files",
         anonymous=300,
         sign_in_concurrency=4,
+        warm_up_limit=60,
+        sign_out_share=1.0,  # every user signs out once (those due early do within the 8 s)
         wrk_connections=8,
         keep=False,
     )
@@ -56,12 +60,33 @@ def test_small_run_counts_traffic_and_misses_no_target() -> None:
     assert missed == [], "\n".join(lines + missed)
     (result,) = results
     load, anonymous = result.load, result.anonymous
-    assert load.tally.requests > load.tally.sign_ins >= 1
-    assert load.ever_signed_in >= 1 and load.tally.latencies
+    warm = load.warm_up.tally
+    assert warm.sign_ins >= 10 and warm.requests > warm.sign_ins, "no warm-up, or no polls in it"
+    assert load.signed_in_at_start == 10
+    assert load.tally.requests > load.tally.sign_outs >= 1 and load.tally.latencies
+    assert min(load.signed_in) < 10 <= max(load.signed_in), "the sign-outs were not sampled"
     assert anonymous is not None and anonymous.visits >= 300
     assert anonymous.csrf_cookies >= 300, "anonymous pages set no signed CSRF cookie"
     assert anonymous.entries_before == anonymous.entries_after == anonymous.signed_in >= 1
-    assert any(line.startswith("| store growth") for line in lines)
+    for label in ("| warm-up: sign-ins", "| users signed in at the start", "| store growth"):
+        assert any(line.startswith(label) for line in lines), label
+
+
+def test_a_warm_up_past_its_limit_fails_the_run() -> None:
+    never = [user(n) for n in range(3)]  # nobody signs in
+    with pytest.raises(stress.StressError, match=r"only 0 of 3 users .*--warm-up-limit"):
+        stress.warm_up(never, [u.tally for u in never], time.monotonic(), limit=0.3)
+
+
+def test_warm_up_errors_and_users_missing_at_the_start_miss_targets() -> None:
+    warm = stress.Tally(server_errors=2, lost_sessions=1)
+    result = stress.ConfigResult("files + SQLite", _load_result(stress.Tally(), warm), None, [])
+    result.load.signed_in_at_start = 9  # of 10
+    _lines, missed = stress.report([result])
+    assert any(text.startswith("files + SQLite: warm-up: 5xx: 2") for text in missed), missed
+    assert any("warm-up: sessions that should be valid but are not: 1" in t for t in missed)
+    assert any("users signed in at the start of the timed load: 9" in t for t in missed)
+    assert not any(text.startswith("files + SQLite: 5xx") for text in missed)
 
 
 def test_another_users_data_is_counted_and_misses_the_target() -> None:
@@ -104,5 +129,14 @@ def test_unexpected_statuses_stale_names_and_poll_cookies_are_counted() -> None:
     assert alice.tally.poll_cookies == 1
 
 
-def _load_result(tally: Any) -> Any:
-    return stress.LoadResult(tally, seconds=1.0, users=1, ever_signed_in=1, signed_in_at_end=1)
+def _load_result(tally: Any, warm: Any = None) -> Any:
+    """Ten users, all signed in from the start of the timed load to its end."""
+    return stress.LoadResult(
+        stress.WarmUp(warm or stress.Tally(sign_ins=10), seconds=3.0),
+        tally,
+        seconds=1.0,
+        users=10,
+        signed_in_at_start=10,
+        signed_in=[10, 10],
+        signed_in_at_end=10,
+    )

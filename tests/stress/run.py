@@ -4,10 +4,13 @@ For each configuration (files + SQLite, Redis + PostgreSQL on throwaway loopback
 starts the app as `make run` does (gunicorn.conf.py, 2 workers, production Argon2) on a free
 loopback port, seeds --users accounts, and runs two scenarios:
 
-- load: every simulated user (a thread with its own cookie jar) signs in through the form,
-  polls /session (JSON, and the widget's fragment with X-Session-State), opens protected
-  pages, calls /api/hello, changes its name and email, sometimes says "Stay signed in", and
-  signs out, with think times, for --duration seconds. Every response is checked: its status,
+- warm-up: every simulated user (a thread with its own cookie jar) signs in through the form
+  (at most --sign-in-concurrency sign-ins at once), and those already in poll /session while
+  the others queue. The run fails if not all are in after --warm-up-limit seconds.
+- load, timed (--duration seconds), beginning with every user signed in: each polls /session
+  (JSON, and the widget's fragment with X-Session-State), opens protected pages, calls
+  /api/hello, changes its name and email, sometimes says "Stay signed in"; --sign-out-share of
+  them sign out once and back in. Every response (warm-up too) is checked: its status,
   that a user who believes it is signed in is (its own username, its current name), that it
   holds no other user's data, that polls set no cookie, that an ended session's cookie is dead.
 - anonymous: --anonymous visits to /login, /signup and / with empty cookie jars (wrk), while
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import html
 import importlib.util
 import json
@@ -197,6 +201,19 @@ class SignInDoor:
             yield True
         finally:
             self.semaphore.release()
+
+
+@dataclass
+class Phases:
+    """What every user thread follows: the timed load's start (set once all are signed in,
+    and on the way out), the end of the run, and the plan's figures."""
+
+    duration: float  # seconds of timed load
+    sign_out_share: float  # users that sign out (once) during the timed load
+    arrival: float  # seconds over which the users arrive for the warm-up
+    timed: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    began: float = 0.0  # time.monotonic() when the timed load began
 
 
 class User:
@@ -458,26 +475,39 @@ class User:
 
     # the loop ------------------------------------------------------------------------------
 
-    def live(self, stop: threading.Event, door: SignInDoor, ramp: float) -> None:
-        """Arrive within `ramp` seconds; then sign in, use the site, sign out, come back."""
+    def live(self, phases: Phases, door: SignInDoor, timed_tally: Tally) -> None:
+        """Warm-up: arrive, sign in, poll like the widget until every user is in. Then the timed
+        load: use the site, sign out at most once (at the time the plan says) and come back."""
         rng = random.Random(self.number)
-        if stop.wait(rng.uniform(0, ramp)):
+        leaves = rng.random() < phases.sign_out_share
+        leave_at = rng.uniform(0, 0.75 * phases.duration) if leaves else None
+        if phases.timed.wait(rng.uniform(0, phases.arrival)):
             return
-        while not stop.is_set():
-            if not self.sign_in(door):
-                stop.wait(rng.uniform(1, 3))
-                continue
-            self.poll_json()
-            for _ in range(rng.randint(10, 40)):
-                if stop.wait(rng.uniform(1.0, 4.0)) or not self.signed_in:
-                    break
+        while not phases.timed.is_set():
+            if not self.signed_in:
+                self.come_in(phases.timed, door, rng)
+            elif not phases.timed.wait(rng.uniform(1.0, 4.0)):
+                self.poll_widget() if rng.random() < 0.7 else self.poll_json()
+        self.tally = timed_tally
+        while not phases.stop.is_set():
+            if not self.signed_in:  # back after signing out, or a lost session (counted)
+                self.come_in(phases.stop, door, rng)
+            elif phases.stop.wait(rng.uniform(1.0, 4.0)):
+                return  # stays signed in: the anonymous scenario checks these sessions
+            elif leave_at is not None and time.monotonic() - phases.began >= leave_at:
+                leave_at = None
+                self.sign_out()
+                phases.stop.wait(rng.uniform(2, 8))
+            else:
                 action = rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
                 getattr(self, action)()
-            if stop.is_set():
-                return  # stays signed in: the anonymous scenario checks these sessions
-            if self.signed_in:
-                self.sign_out()
-            stop.wait(rng.uniform(2, 8))
+
+    def come_in(self, until: threading.Event, door: SignInDoor, rng: random.Random) -> None:
+        """Sign in and look at /session; after a failure (counted), wait a little."""
+        if self.sign_in(door):
+            self.poll_json()
+        else:
+            until.wait(rng.uniform(1, 3))
 
     def run(self, work: Callable[[], None]) -> None:
         """A thread's body: an exception in the harness is a failure, not a dead thread."""
@@ -586,51 +616,104 @@ def seed_users(instance: Path, backend: Backend, count: int) -> None:
 
 
 @dataclass
-class LoadResult:
+class WarmUp:
     tally: Tally
     seconds: float
+
+
+@dataclass
+class LoadResult:
+    warm_up: WarmUp
+    tally: Tally  # the timed load's
+    seconds: float
     users: int
-    ever_signed_in: int
+    signed_in_at_start: int
+    signed_in: list[int]  # sampled every second during the timed load
     signed_in_at_end: int
 
 
 def run_load(port: int, users: list[User], args: argparse.Namespace) -> LoadResult:
-    """Every user in its own thread for --duration seconds; arrivals spread over half of it."""
-    stop = threading.Event()
-    door = SignInDoor(args.sign_in_concurrency, stop)
-    ramp = args.duration / 2
+    """The warm-up (every user signs in, those in poll), then --duration seconds of timed load
+    that begins with every user signed in. One thread per user for both."""
+    arrival = min(5.0, len(users) / 50)  # not all GET /login in the same instant
+    phases = Phases(args.duration, args.sign_out_share, arrival)
+    door = SignInDoor(args.sign_in_concurrency, phases.stop)
+    warm_tallies, timed_tallies = [Tally() for _ in users], [Tally() for _ in users]
     previous = threading.stack_size(512 * 1024)  # hundreds of threads that mostly sleep
-    threads = [
-        threading.Thread(
-            target=user.run,
-            args=(lambda user=user: user.live(stop, door, ramp),),
-            name=user.username,
-            daemon=True,
+    threads = []
+    for user, warm, timed in zip(users, warm_tallies, timed_tallies, strict=True):
+        user.tally = warm
+        live = functools.partial(user.live, phases, door, timed)
+        threads.append(
+            threading.Thread(target=user.run, args=(live,), name=user.username, daemon=True)
         )
-        for user in users
-    ]
-    progress(f"load: {len(users)} users for {args.duration} s (arrivals over {ramp:.0f} s)")
+    progress(
+        f"warm-up: {len(users)} users sign in (at most {args.sign_in_concurrency} sign-ins at "
+        f"once) while those in poll; limit {args.warm_up_limit} s"
+    )
     began = time.monotonic()
     for thread in threads:
         thread.start()
     threading.stack_size(previous)
     try:
-        while (left := args.duration - (time.monotonic() - began)) > 0:
-            time.sleep(min(10.0, left))
-            elapsed = time.monotonic() - began
-            done = sum(user.tally.requests for user in users)
-            signed = sum(user.signed_in for user in users)
-            progress(f"  {elapsed:5.0f} s: {done:,} requests, {signed} signed in")
+        warm_up(users, warm_tallies, began, args.warm_up_limit)
+        phases.began = time.monotonic()
+        at_start = sum(user.signed_in for user in users)
+        phases.timed.set()
+        progress(f"load: {at_start} of {len(users)} users signed in, for {args.duration} s")
+        samples = [at_start]
+        while (left := args.duration - (time.monotonic() - phases.began)) > 0:
+            time.sleep(min(1.0, left))
+            samples.append(sum(user.signed_in for user in users))
+            if len(samples) % 10 == 1 or left <= 1:
+                done = sum(tally.requests for tally in timed_tallies)
+                elapsed = time.monotonic() - phases.began
+                progress(f"  {elapsed:5.0f} s: {done:,} requests, {samples[-1]} signed in")
     finally:
-        seconds = time.monotonic() - began
-        stop.set()
+        seconds = time.monotonic() - phases.began
+        phases.stop.set()
+        phases.timed.set()  # on the way out of a failed warm-up too
         for thread in threads:
             thread.join(timeout=REQUEST_TIMEOUT + 10)
-    tally = Tally()
-    for user in users:
-        tally.merge(user.tally)
-    ever = sum(1 for user in users if user.tally.sign_ins)
-    return LoadResult(tally, seconds, len(users), ever, sum(u.signed_in for u in users))
+    warm_tally, tally = Tally(), Tally()
+    for warm, timed in zip(warm_tallies, timed_tallies, strict=True):
+        warm_tally.merge(warm)
+        tally.merge(timed)
+    at_end = sum(user.signed_in for user in users)
+    return LoadResult(
+        WarmUp(warm_tally, phases.began - began),
+        tally,
+        seconds,
+        len(users),
+        at_start,
+        samples,
+        at_end,
+    )
+
+
+def warm_up(users: list[User], tallies: list[Tally], began: float, limit: float) -> None:
+    """Wait until every user is signed in; StressError past `limit` seconds."""
+    reported = began
+    while (signed := sum(user.signed_in for user in users)) < len(users):
+        now = time.monotonic()
+        if now - began > limit:
+            tally = Tally()
+            for each in tallies:
+                tally.merge(each)
+            raise StressError(
+                f"warm-up: only {signed} of {len(users)} users signed in after {limit:g} s "
+                f"(--warm-up-limit); {tally.sign_ins} sign-ins "
+                f"({tally.sign_ins / (now - began):.1f}/s), {tally.requests:,} requests, "
+                f"{tally.server_errors} 5xx, {tally.unexpected} other unexpected, "
+                f"{tally.failed} with no answer"
+                + "".join(f"\n  e.g. {example}" for example in tally.examples)
+            )
+        if now - reported >= 10:
+            reported = now
+            done = sum(tally.requests for tally in tallies)
+            progress(f"  {now - began:5.0f} s: {signed} signed in, {done:,} requests")
+        time.sleep(0.2)
+    progress(f"warm-up: all {signed} signed in after {time.monotonic() - began:.0f} s")
 
 
 @dataclass
@@ -792,6 +875,7 @@ class Row:
     value: Callable[[ConfigResult], str]
     #: For a checked row: the number that must be 0 (None: not applicable to this result).
     missed: Callable[[ConfigResult], int | None] | None = None
+    target: str = "0"  # shown in the target column of a checked row
 
 
 def _anon(get: Callable[[AnonymousResult], Any]) -> Callable[[ConfigResult], Any]:
@@ -806,55 +890,80 @@ def _text(get: Callable[[ConfigResult], Any]) -> Callable[[ConfigResult], str]:
     return shown
 
 
+def _warm(get: Callable[[Tally], Any]) -> Callable[[ConfigResult], Any]:
+    return lambda r: get(r.load.warm_up.tally)
+
+
+def _timed(get: Callable[[Tally], Any]) -> Callable[[ConfigResult], Any]:
+    return lambda r: get(r.load.tally)
+
+
+def checked(label: str, get: Callable[[ConfigResult], int]) -> Row:
+    """A count that must be 0."""
+    return Row(label, _text(get), get)
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count:,} ({count / seconds:.1f}/s)" if seconds > 0 else f"{count:,}"
+
+
+def signed_in_during(result: ConfigResult) -> str:
+    samples = result.load.signed_in
+    return f"{min(samples):,} / {statistics.fmean(samples):,.0f}" if samples else "-"
+
+
 ROWS = [
-    Row("simulated users (ever signed in)", lambda r: f"{r.load.users} ({r.load.ever_signed_in})"),
-    Row("requests", _text(lambda r: r.load.tally.requests)),
+    Row(
+        "warm-up: users signed in, time",
+        lambda r: f"{r.load.users:,} in {r.load.warm_up.seconds:.0f} s",
+    ),
+    Row(
+        "warm-up: sign-ins (per second)",
+        lambda r: rate(r.load.warm_up.tally.sign_ins, r.load.warm_up.seconds),
+    ),
+    Row("warm-up: requests", _text(_warm(lambda t: t.requests))),
+    Row(
+        "warm-up: latency p50 / p99 (all but sign-in POSTs)", _warm(lambda t: latency(t.latencies))
+    ),
+    Row("warm-up: sign-in POST p50 / p99", _warm(lambda t: latency(t.sign_in_latencies))),
+    Row("warm-up: wait at the sign-in door p50 / p99", _warm(lambda t: latency(t.sign_in_waits))),
+    checked("warm-up: 5xx", _warm(lambda t: t.server_errors)),
+    checked("warm-up: other unexpected answers", _warm(lambda t: t.unexpected)),
+    checked("warm-up: requests with no answer", _warm(lambda t: t.failed)),
+    checked("warm-up: sessions that should be valid but are not", _warm(lambda t: t.lost_sessions)),
+    checked("warm-up: responses with another user's data", _warm(lambda t: t.other_users_data)),
+    Row(
+        "warm-up: polls that set a cookie / old name or email shown",
+        _warm(lambda t: f"{t.poll_cookies} / {t.stale_profile}"),
+        _warm(lambda t: t.poll_cookies + t.stale_profile),
+    ),
+    Row(
+        "timed load: simulated users, time",
+        lambda r: f"{r.load.users:,} for {r.load.seconds:.0f} s",
+    ),
+    Row(
+        "users signed in at the start of the timed load",
+        _text(lambda r: r.load.signed_in_at_start),
+        lambda r: r.load.users - r.load.signed_in_at_start,
+        target="all",
+    ),
+    Row("signed in during the timed load: min / average", signed_in_during),
+    Row("requests", _text(_timed(lambda t: t.requests))),
     Row("req/s", lambda r: f"{r.load.tally.requests / r.load.seconds:,.0f}"),
-    Row("latency p50 / p99 (all but sign-in POSTs)", lambda r: latency(r.load.tally.latencies)),
-    Row(
-        "sign-ins (per second)",
-        lambda r: f"{r.load.tally.sign_ins:,} ({r.load.tally.sign_ins / r.load.seconds:.1f}/s)",
-    ),
-    Row("sign-in POST p50 / p99", lambda r: latency(r.load.tally.sign_in_latencies)),
-    Row("wait at the sign-in door p50 / p99", lambda r: latency(r.load.tally.sign_in_waits)),
-    Row("sign-outs", _text(lambda r: r.load.tally.sign_outs)),
-    Row("profile changes", _text(lambda r: r.load.tally.profile_changes)),
-    Row("5xx", _text(lambda r: r.load.tally.server_errors), lambda r: r.load.tally.server_errors),
-    Row(
-        "other unexpected answers",
-        _text(lambda r: r.load.tally.unexpected),
-        lambda r: r.load.tally.unexpected,
-    ),
-    Row(
-        "requests with no answer",
-        _text(lambda r: r.load.tally.failed),
-        lambda r: r.load.tally.failed,
-    ),
-    Row(
-        "sessions that should be valid but are not",
-        _text(lambda r: r.load.tally.lost_sessions),
-        lambda r: r.load.tally.lost_sessions,
-    ),
-    Row(
-        "responses with another user's data",
-        _text(lambda r: r.load.tally.other_users_data),
-        lambda r: r.load.tally.other_users_data,
-    ),
-    Row(
-        "signed-out sessions still valid",
-        _text(lambda r: r.load.tally.ended_still_valid),
-        lambda r: r.load.tally.ended_still_valid,
-    ),
-    Row(
-        "old name or email shown after a change",
-        _text(lambda r: r.load.tally.stale_profile),
-        lambda r: r.load.tally.stale_profile,
-    ),
-    Row(
-        "polls that set a cookie",
-        _text(lambda r: r.load.tally.poll_cookies),
-        lambda r: r.load.tally.poll_cookies,
-    ),
+    Row("latency p50 / p99 (all but sign-in POSTs)", _timed(lambda t: latency(t.latencies))),
+    Row("sign-outs", _text(_timed(lambda t: t.sign_outs))),
+    Row("sign-ins (per second)", lambda r: rate(r.load.tally.sign_ins, r.load.seconds)),
+    Row("sign-in POST p50 / p99", _timed(lambda t: latency(t.sign_in_latencies))),
+    Row("wait at the sign-in door p50 / p99", _timed(lambda t: latency(t.sign_in_waits))),
+    Row("profile changes", _text(_timed(lambda t: t.profile_changes))),
+    checked("5xx", _timed(lambda t: t.server_errors)),
+    checked("other unexpected answers", _timed(lambda t: t.unexpected)),
+    checked("requests with no answer", _timed(lambda t: t.failed)),
+    checked("sessions that should be valid but are not", _timed(lambda t: t.lost_sessions)),
+    checked("responses with another user's data", _timed(lambda t: t.other_users_data)),
+    checked("signed-out sessions still valid", _timed(lambda t: t.ended_still_valid)),
+    checked("old name or email shown after a change", _timed(lambda t: t.stale_profile)),
+    checked("polls that set a cookie", _timed(lambda t: t.poll_cookies)),
     Row(
         "anonymous visits (/login, /signup, /)",
         _text(
@@ -930,13 +1039,14 @@ def report(results: list[ConfigResult]) -> tuple[list[str], list[str]]:
     headers = ["", *(result.label for result in results), "target"]
     rows, missed = [], []
     for row in ROWS:
-        rows.append([row.label, *(row.value(r) for r in results), "0" if row.missed else ""])
+        rows.append([row.label, *(row.value(r) for r in results), row.target if row.missed else ""])
         for result in results:
             if row.missed is not None and (row.missed(result) or 0) != 0:
                 missed.append(f"{result.label}: {row.label}: {row.value(result)}")
     for result in results:
         missed += [f"{result.label}: {problem}" for problem in result.problems]
-        tallies = [result.load.tally] + ([result.anonymous.tally] if result.anonymous else [])
+        tallies = [result.load.warm_up.tally, result.load.tally]
+        tallies += [result.anonymous.tally] if result.anonymous else []
         for tally in tallies:
             missed += [f"{result.label}: e.g. {example}" for example in tally.examples]
     return bench.table(headers, rows), missed
@@ -961,17 +1071,32 @@ def stress(args: argparse.Namespace) -> tuple[list[ConfigResult], list[str], lis
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--duration", type=int, default=120, help="seconds of load per configuration")
+    add("--duration", type=int, default=120, help="seconds of timed load per configuration")
     add("--users", type=int, default=500, help="simulated users (default 500)")
     add("--config", choices=["files", "distributed", "both"], default="both")
     add("--anonymous", type=int, default=100_000, help="anonymous visits per configuration")
     add("--sign-in-concurrency", type=int, default=4, help="sign-in POSTs in flight at most")
+    add(
+        "--warm-up-limit",
+        type=float,
+        default=600,
+        help="fail if not every user is signed in after this many seconds (default 600: a "
+        "bound against a stuck run, twice what 500 sign-ins take on a busy 2-CPU machine)",
+    )
+    add(
+        "--sign-out-share",
+        type=float,
+        default=0.25,
+        help="share of the users that sign out once during the timed load, and back in",
+    )
     add("--wrk-connections", type=int, default=32, help="wrk -c for the anonymous visits")
     add("--markdown", metavar="PATH", help="also write the report as markdown to PATH")
     add("--keep", action="store_true", help="keep the temporary folder (logs, instance)")
     args = parser.parse_args(argv)
     if args.users < 1 or args.users > 10_000 or args.duration < 1 or args.anonymous < 0:
         parser.error("--users must be 1 to 10000, --duration positive, --anonymous >= 0")
+    if args.warm_up_limit <= 0 or not 0 <= args.sign_out_share <= 1:
+        parser.error("--warm-up-limit must be positive, --sign-out-share 0 to 1")
     return args
 
 
@@ -999,8 +1124,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Server: gunicorn {WORKERS} (gunicorn.conf.py otherwise), Argon2 at its default cost. "
         f"Each user is a thread with its own cookie jar and a new connection per request; "
         f"think times 1-4 s; sign-in POSTs at most {args.sign_in_concurrency} in flight "
-        "(Argon2 runs on one thread per worker: sign-ins per second bound how many users get "
-        "in during the run).",
+        "(Argon2 runs on one thread per worker: sign-ins per second bound how fast users get "
+        "in). Warm-up: every user signs in through the form while those already in poll; the "
+        "timed load begins once all are in. During it, "
+        f"{args.sign_out_share:.0%} of the users (the same ones on each store) sign out once, "
+        "at a random time in its first three quarters, and sign back in after 2-8 s.",
         f"Other programs' CPU load (sampled while the harness ran nothing): {other_load:.0%} "
         f"before, {after:.0%} after.",
     ]

@@ -55,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         db,
         errors,
         passwords,
+        request_guard,
         security_headers,
         session_policy,
         session_store,
@@ -69,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     errors.init_app(app)
+    request_guard.init_app(app)
     security_headers.init_app(app)
     cli.init_app(app)
     bench.init_app(app)

@@ -17,7 +17,7 @@ class InstanceError(click.ClickException):
     """The instance folder or a file in it is unusable; the message says how to fix it.
 
     A ClickException, like migrate.SchemaError: `flask --app webapp ...` prints the message
-    alone and exits 1; a gunicorn worker that cannot boot stops the server (exit 3).
+    alone and exits 1; wsgi.py hands it to gunicorn, which prints it and exits 4.
     """
 
 

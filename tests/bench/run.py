@@ -41,6 +41,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,8 @@ USERNAME = "bench"
 PASSWORD = "bench correct horse battery staple"
 #: The session cookie's name with WEBAPP_SECURE_COOKIES=false (plain HTTP on loopback).
 COOKIE = "session"
-LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
+#: Tries at a free port for gunicorn (another process may take the one chosen first).
+PORT_ATTEMPTS = 3
 BOOTED = re.compile(rb"Booting worker with pid: (\d+)")
 LOGGED_ERROR = re.compile(r"\[(ERROR|CRITICAL)\]|ERROR in |Traceback|WORKER TIMEOUT")
 CSRF_INPUT = re.compile(r'<input[^>]*\bname="csrf_token"[^>]*\bvalue="([^"]+)"')
@@ -145,6 +147,12 @@ def fetch(
         connection.close()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def cookie_header(sid: str) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={sid}"}
 
@@ -215,7 +223,7 @@ def app_environment(instance: Path) -> dict[str, str]:
         WEBAPP_INSTANCE_PATH=str(instance),
         WEBAPP_SECURE_COOKIES="false",
         WEBAPP_BENCHMARK="true",
-        LOG_LEVEL="info",  # the "Listening at" and "Booting worker" lines are read
+        LOG_LEVEL="info",  # the "Booting worker" lines are read
         **BACKEND_ENV,
     )
     return env
@@ -252,30 +260,36 @@ class Server:
         self.port = 0
 
     def __enter__(self) -> Server:
-        command = [
-            str(BIN / "gunicorn"),
-            "-c",
-            GUNICORN_CONFIG,
-            "--no-control-socket",
-            "--bind",
-            "127.0.0.1:0",
-            *self.workers.args(),
-        ]
-        with self.access_log.open("wb") as out, self.error_log.open("wb") as err:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=app_environment(self.instance),
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # Ctrl-C reaches the harness only; it stops gunicorn
-            )
-        try:
-            self._wait_until_serving()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        # gunicorn.conf.py gives each worker a socket of its own (reuse_port), where port 0
+        # would give each worker a port of its own: a free port is chosen here, and should
+        # another process take it first, gunicorn says so and the next one is tried.
+        for _attempt in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            command = [
+                str(BIN / "gunicorn"),
+                "-c",
+                GUNICORN_CONFIG,
+                "--no-control-socket",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                *self.workers.args(),
+            ]
+            with self.access_log.open("ab") as out, self.error_log.open("ab") as err:
+                self.process = subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=app_environment(self.instance),
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,  # Ctrl-C reaches the harness only; it stops gunicorn
+                )
+            try:
+                if self._wait_until_serving():
+                    return self
+            except BaseException:
+                self.stop()
+                raise
+        raise BenchError(f"gunicorn found no free port in {PORT_ATTEMPTS} tries:\n{self.tail()}")
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
@@ -288,17 +302,19 @@ class Server:
         if errors:
             self.problems.append(f"{self.label} server logged {len(errors)} errors: {errors[0]}")
 
-    def _wait_until_serving(self) -> None:
+    def _wait_until_serving(self) -> bool:
+        """True once every worker has booted and /healthz answers; False when gunicorn could
+        not have the port (taken meanwhile)."""
         assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if f"Cannot listen at 127.0.0.1:{self.port}" in self.tail():
+                    return False
                 raise BenchError(f"gunicorn exited with {self.process.returncode}:\n{self.tail()}")
             log = self.error_log.read_bytes()
-            if not self.port and (match := LISTENING.search(log)):
-                self.port = int(match[1])
-            if self.port and len(BOOTED.findall(log)) >= self.workers.workers and self._healthy():
-                return
+            if len(BOOTED.findall(log)) >= self.workers.workers and self._healthy():
+                return True
             time.sleep(0.05)
         raise BenchError(
             f"gunicorn did not serve /healthz within {START_TIMEOUT} s:\n{self.tail()}"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The virtualenv running pytest also holds gunicorn and flask (`.venv/bin` under `make`).
@@ -42,7 +43,8 @@ ACCESS_LINE = re.compile(
     r'^access pid=<(?P<pid>\d+)> status=(?P<status>\d+) ua="(?P<ua>[^"]*)" '
     r'request="(?P<request>[^"]*)"$'
 )
-LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+#: Tries at a free port for gunicorn (another process may take the one chosen first).
+PORT_ATTEMPTS = 3
 BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 #: The server settings a test may change, and the environment variable each one sets. Only
@@ -144,7 +146,7 @@ def _environment(instance: Path, poll_seconds: int, **settings: int) -> dict[str
         WEBAPP_ARGON2_MEMORY_COST="8",
         WEBAPP_ARGON2_PARALLELISM="1",
         WEB_CONCURRENCY=str(WORKERS),
-        LOG_LEVEL="info",  # the "Listening at" and "Booting worker" lines are parsed
+        LOG_LEVEL="info",  # the "Booting worker" lines are parsed
     )
     env.update({SETTINGS_ENV[name]: str(value) for name, value in settings.items()})
     return env
@@ -188,16 +190,19 @@ def _healthy(base_url: str) -> bool:
         connection.close()
 
 
-def _wait_until_serving(process: subprocess.Popen[bytes], server: LiveServer) -> None:
-    """Until /healthz answers 200 and every worker has booted; fail with gunicorn's output."""
+def _wait_until_serving(process: subprocess.Popen[bytes], server: LiveServer) -> bool:
+    """Until /healthz answers 200 and every worker has booted: True; False when gunicorn
+    could not have the port (taken meanwhile); else fail with gunicorn's output."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if f"Cannot listen at {urllib.parse.urlsplit(server.base_url).netloc}" in _read(
+                server.error_log
+            ):
+                return False
             pytest.fail(f"gunicorn exited with {process.returncode}\n{server.output()}")
-        if not server.base_url and (match := LISTENING.search(_read(server.error_log))):
-            server.base_url = f"http://127.0.0.1:{match[1]}"
-        if server.base_url and len(server.worker_pids()) >= WORKERS and _healthy(server.base_url):
-            return
+        if len(server.worker_pids()) >= WORKERS and _healthy(server.base_url):
+            return True
         time.sleep(0.05)
     pytest.fail(f"gunicorn did not serve /healthz within {START_TIMEOUT} s\n{server.output()}")
 
@@ -226,27 +231,32 @@ def gunicorn(
         settings={"poll_seconds": poll_seconds, **settings},
     )
     with server.access_log.open("wb") as stdout, server.error_log.open("wb") as stderr:
-        # Port 0: the kernel picks a free port and gunicorn logs it, so there is no window in
-        # which another process could take a port chosen in advance.
-        process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "gunicorn.conf.py",
-                "--no-control-socket",
-                "--bind",
-                "127.0.0.1:0",
-                "--access-logformat",
-                ACCESS_LOG_FORMAT,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-        )
+        # gunicorn.conf.py gives each worker a socket of its own (reuse_port), where port 0
+        # would give each worker a port of its own: a free port is chosen here, and should
+        # another process take it first, gunicorn says so and the next one is tried.
+        for _attempt in range(PORT_ATTEMPTS):
+            port = free_port()
+            server.base_url = f"http://127.0.0.1:{port}"
+            process = subprocess.Popen(
+                [
+                    str(BIN / "gunicorn"),
+                    "-c",
+                    "gunicorn.conf.py",
+                    "--no-control-socket",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--access-logformat",
+                    ACCESS_LOG_FORMAT,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+            )
+            if _wait_until_serving(process, server):
+                break
         try:
-            _wait_until_serving(process, server)
             yield server
         finally:
             _stop(process)

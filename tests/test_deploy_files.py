@@ -356,6 +356,7 @@ def test_deploy_guide_covers_what_operators_must_get_right():
         "statement_timeout",
         "client_max_body_size",
         "make run",
+        "tcp_migrate_req",
     ):
         assert needed in text, needed
     for example in ("examples/nginx.conf", "examples/webapp.service", "examples/webapp.env"):

@@ -154,6 +154,7 @@ def init_app(app: Flask) -> None:
             for name, endpoint in (
                 ("session", "session_api.session_state"),
                 ("keepalive", "session_api.keepalive"),
+                ("csrf", "session_api.csrf_token"),
                 ("login", "auth.login"),
                 ("logout", "auth.logout"),
             )

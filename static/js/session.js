@@ -8,6 +8,8 @@
 // Each request carries the state the widget shows (X-Session-State), so an unchanged session
 // is answered 204 and nothing is swapped. When the widget goes from signed in to signed out it
 // says why: expired, signed out in another tab, or ended from another device.
+// It also keeps the page's <meta name="csrf-token"> (what scripts POST with) current: hx-boost
+// swaps only the body, and each sign-in or sign-out, here or in another tab, changes the token.
 (function () {
   "use strict";
 
@@ -96,6 +98,39 @@
     }
   }
 
+  function setCsrfMeta(token) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && token) {
+      meta.setAttribute("content", token);
+    }
+  }
+
+  // A page fetched by a boosted link or form: its <head>, and so its token, is not swapped in.
+  // Take the token from it.
+  function adoptCsrfFrom(html) {
+    if (typeof html !== "string" || html.indexOf("csrf-token") < 0) {
+      return;
+    }
+    var page = new DOMParser().parseFromString(html, "text/html");
+    var meta = page.querySelector('meta[name="csrf-token"]');
+    setCsrfMeta(meta && meta.getAttribute("content"));
+  }
+
+  // The widget shows the session's token when signed in. When the session it showed has ended
+  // (in another tab, by expiry or from another device), ask the server for the new one.
+  function followCsrf(element, status) {
+    var input = element.querySelector('form[data-session-signout] input[name="csrf_token"]');
+    if (input) {
+      setCsrfMeta(input.value);
+    } else if (shown && shown.status === "authenticated" && status === "unauthenticated" &&
+               window.fetch && element.getAttribute("data-csrf-url")) {
+      window.fetch(element.getAttribute("data-csrf-url"), {credentials: "same-origin"})
+        .then(function (response) { return response.ok ? response.json() : {}; })
+        .then(function (body) { setCsrfMeta(body.csrfToken); })
+        .catch(function () {}); // offline: the next sign-in or page load brings a token
+    }
+  }
+
   // After every render of the widget: say why a session ended, remember when it ends, and
   // tell the other tabs when what this tab shows changed.
   function observe() {
@@ -117,6 +152,7 @@
     var expiresIn = element.getAttribute("data-expires-in");
     deadline = expiresIn === null ? null : Date.now() + Number(expiresIn) * 1000;
     showLocalTimes(element);
+    followCsrf(element, status);
     shown = {status: status, token: token};
     if (token && storage("get", STATE_KEY) !== token) {
       storage("set", STATE_KEY, token);
@@ -159,6 +195,9 @@
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (isWidgetRequest(event.detail) && event.detail.xhr.status >= 400) {
       event.detail.shouldSwap = false;
+    }
+    if (event.detail.boosted && event.detail.shouldSwap) {
+      adoptCsrfFrom(event.detail.serverResponse);
     }
   });
 

@@ -29,6 +29,13 @@ SIGNED_OUT_TEXT = "Please log in to see your profile."
 POLL_TIMEOUT = 5_000
 #: For what is on the page already or one request away.
 QUICK_TIMEOUT = 2_000
+#: The token scripts POST with (SPEC: every page carries it).
+META_TOKEN = "document.querySelector('meta[name=\"csrf-token\"]').content"
+#: A script's POST with the page's token; its status after redirects (a bad token: 400).
+POST_WITH_META_TOKEN = f"""async (path) => {{
+    const headers = {{"X-CSRFToken": {META_TOKEN}}};
+    return (await fetch(path, {{method: "POST", headers: headers}})).status;
+}}"""
 
 #: Reports every CSP violation to the test, including across navigations, and counts the
 #: reports Python has received. Init scripts are injected through the browser's debugging
@@ -221,6 +228,64 @@ def test_sign_out_wins_over_a_poll_already_on_its_way(
     page.wait_for_timeout(3 * live_server.poll_seconds * 1000)
     expect(page).to_have_url(live_server.url("/login"))
     expect(page.locator(WIDGET)).to_contain_text(SIGNED_OUT_TEXT)
+    assert errors.seen == []
+
+
+def wait_for_new_meta_token(page: Page, old: str, timeout: int) -> None:
+    page.wait_for_function(f"(old) => {META_TOKEN} !== old", arg=old, timeout=timeout)
+
+
+def test_meta_csrf_token_follows_a_boosted_sign_in_and_sign_out(
+    live_server: LiveServer, page: Page, errors: BrowserErrors
+) -> None:
+    """hx-boost swaps the body only, not the <head> with its token, and a sign-in and a
+    sign-out each issue a new token: a script POSTing after either must not get a 400."""
+    page.goto(live_server.url("/login"))
+    expect(page.locator(WIDGET)).to_have_attribute(STATUS, "unauthenticated", timeout=QUICK_TIMEOUT)
+    page.evaluate("window.__marker = 1")
+    anonymous = page.evaluate(META_TOKEN)
+    page.get_by_label("Username").fill(live_server.username)
+    page.get_by_label("Password").fill(live_server.password)
+    page.locator("main form").get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(live_server.url("/profile"), timeout=QUICK_TIMEOUT)
+    assert page.evaluate("window.__marker") == 1, "the sign-in reloaded the page"
+    assert page.evaluate(META_TOKEN) != anonymous
+    assert page.evaluate(POST_WITH_META_TOKEN, "/session/keepalive") == 200
+
+    signed_in = page.evaluate(META_TOKEN)
+    page.locator(WIDGET).get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    assert page.evaluate("window.__marker") == 1, "the sign-out reloaded the page"
+    assert page.evaluate(META_TOKEN) != signed_in
+    assert page.evaluate(POST_WITH_META_TOKEN, "/logout") == 200
+    assert errors.seen == []
+
+
+def test_meta_csrf_token_follows_a_session_changed_in_another_tab(
+    live_server: LiveServer, context: BrowserContext, errors: BrowserErrors
+) -> None:
+    """Tab A never reloads while tab B signs in and out: each time, the token in A's <meta>
+    belonged to a session that no longer exists, so A must take the new one."""
+    tab_a = context.new_page()
+    tab_a.goto(live_server.url("/"))
+    widget_a = tab_a.locator(WIDGET)
+    expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=QUICK_TIMEOUT)
+    tab_a.evaluate("window.__marker = 1")
+    anonymous = tab_a.evaluate(META_TOKEN)
+
+    tab_b = context.new_page()
+    sign_in(tab_b, live_server)
+    expect(widget_a).to_have_attribute(STATUS, "authenticated", timeout=POLL_TIMEOUT)
+    wait_for_new_meta_token(tab_a, anonymous, QUICK_TIMEOUT)
+    assert tab_a.evaluate(POST_WITH_META_TOKEN, "/session/keepalive") == 200
+
+    signed_in = tab_a.evaluate(META_TOKEN)
+    tab_b.locator(WIDGET).get_by_role("button", name="Sign out").click()
+    expect(tab_b).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=POLL_TIMEOUT)
+    wait_for_new_meta_token(tab_a, signed_in, QUICK_TIMEOUT)
+    assert tab_a.evaluate(POST_WITH_META_TOKEN, "/logout") == 200
+    assert tab_a.evaluate("window.__marker") == 1, "tab A reloaded"
     assert errors.seen == []
 
 

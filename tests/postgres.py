@@ -18,7 +18,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from ports import free_port
 from psycopg import sql
 
 ROLE = "webapp"
@@ -57,12 +57,6 @@ def server_binaries() -> Path:
             "apt-get install postgresql"
         )
     return found[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def url_for(port: int, database: str = DATABASE) -> str:

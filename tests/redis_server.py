@@ -9,13 +9,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ports import free_port
+
 START_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

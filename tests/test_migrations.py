@@ -21,7 +21,8 @@ from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from flask import Flask
 from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock
-from postgres import create_database, free_port, url_for
+from ports import free_port
+from postgres import create_database, url_for
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session

@@ -12,7 +12,8 @@ from .models import RememberToken, User
 from .passwords import passwords, policy_error
 from .session_index import revoke_all
 
-USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+USERNAME_MAX = 64
+USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")
 EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 NAME_MAX = 100
 EMAIL_MAX = 254
@@ -24,7 +25,7 @@ class AccountError(ValueError):
 
 def username_error(username: str) -> str | None:
     if not USERNAME_PATTERN.fullmatch(username):
-        return "Username must be 1 to 64 letters, digits, '.', '_' or '-'."
+        return f"Username must be 1 to {USERNAME_MAX} letters, digits, '.', '_' or '-'."
     return None
 
 

@@ -47,7 +47,7 @@ class Text(click.ParamType):
         return text
 
 
-USERNAME = Text(64)
+USERNAME = Text(accounts.USERNAME_MAX)
 NAME = Text(accounts.NAME_MAX)
 EMAIL = Text(accounts.EMAIL_MAX)
 SESSION_REF = Text(16)

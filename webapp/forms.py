@@ -16,9 +16,6 @@ from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Val
 from . import accounts, passwords
 from .passwords import policy_error
 
-#: Longest username (accounts' rule); longer ones cannot exist.
-USERNAME_MAX = 64
-
 
 def _check(rule: Callable[[str], str | None], optional: bool = False) -> Callable[..., None]:
     """A WTForms validator from one of accounts' rules (which return a message or None)."""
@@ -57,7 +54,7 @@ class LoginForm(FlaskForm):
         "Username",
         validators=[
             DataRequired("Enter your username."),
-            _at_most(USERNAME_MAX, "Username"),
+            _at_most(accounts.USERNAME_MAX, "Username"),
             _printable("Username"),
         ],
     )

@@ -41,7 +41,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,9 +54,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-# instructions.py lies beside this file, which is run as a script or loaded by its path
+# instructions.py lies beside this file, which is run as a script or loaded by its path;
+# ports.py one folder up
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import instructions
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv"
@@ -145,12 +147,6 @@ def fetch(
         return Response(answer.status, answer.getheaders(), answer.read())
     finally:
         connection.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cookie_header(sid: str) -> dict[str, str]:

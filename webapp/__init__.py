@@ -110,4 +110,7 @@ def _configure_flask(app: Flask) -> None:
         # Tie CSRF tokens to the session rather than to an hour: a page left open still posts.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
+        # One size limit, the one the 413 names: werkzeug's own for a form field (500 KB)
+        # would refuse a smaller request than MAX_CONTENT_LENGTH says.
+        MAX_FORM_MEMORY_SIZE=app.config["MAX_CONTENT_LENGTH"],
     )

@@ -89,8 +89,19 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int] | HTTP
     if isinstance(error, BadHost):
         message = "The Host header does not name a valid host."
     if status == 413:
-        message = message.format(limit=size_text(current_app.config["MAX_CONTENT_LENGTH"]))
+        message = _too_large_message(message)
     return error_response(status, message)
+
+
+def _too_large_message(message: str) -> str:
+    """413 has two causes: the body's size, or (in a multipart body within that size) the
+    number of fields, which werkzeug limits to MAX_FORM_PARTS."""
+    config = current_app.config
+    limit = config["MAX_CONTENT_LENGTH"]
+    length = request.content_length
+    if request.mimetype == "multipart/form-data" and length is not None and length <= limit:
+        return f"The form has too many fields (the limit is {config['MAX_FORM_PARTS']:,})."
+    return message.format(limit=size_text(limit))
 
 
 def size_text(size: int) -> str:

@@ -98,6 +98,7 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
 SIZES = (0, 1, 11, 12, 64, 65, 100, 101, 128, 129, 254, 255, 2048, 2049, 8190, 70_000)
 BIG_SIZES = (MAX_CONTENT_LENGTH - 200, MAX_CONTENT_LENGTH, MAX_CONTENT_LENGTH + 1)
 TOO_LARGE = "The request is too large (the limit is 1 MiB)."
+URLENCODED_TYPE = "application/x-www-form-urlencoded"
 
 HOSTILE_NEXT = (
     "//evil.example",
@@ -891,6 +892,22 @@ def test_chunked_form_over_the_limit_is_413_not_cut_short(app):
     assert TOO_LARGE in over.get_data(as_text=True)
     within = chunked(body(2000))  # parsed as usual: a wrong password
     assert within.status_code == 401, within.get_data(as_text=True)
+
+
+def test_a_form_body_that_is_not_utf8_is_a_400_that_says_so(app, user):
+    """werkzeug drops the whole form when one byte is not UTF-8: the answer was "the CSRF
+    token is missing", which sends a script's author the wrong way. The same bytes
+    percent-encoded are a form as usual."""
+    client = app.test_client()
+    token = csrf_token(client)
+    start = f"csrf_token={token}&username=alice&password=".encode()
+    sent = client.post("/login", data=start + b"caf\xe9 au lait 1", content_type=URLENCODED_TYPE)
+    assert sent.status_code == 400
+    assert "The form data is not valid UTF-8" in sent.get_data(as_text=True)
+    assert "CSRF" not in sent.get_data(as_text=True)
+    encoded = client.post("/login", data=start + b"caf%E9+au+lait+1", content_type=URLENCODED_TYPE)
+    assert encoded.status_code == 401, encoded.get_data(as_text=True)[-300:]
+    assert "Invalid username or password" in encoded.get_data(as_text=True)
 
 
 def test_default_limit_is_1_mib_with_a_clear_413(app):

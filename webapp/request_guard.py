@@ -25,7 +25,7 @@ def refuse_hostile_request() -> tuple[Response | str, int] | None:
 
     A query string that is not UTF-8 makes werkzeug's request.args raise, so it is a 400 here,
     as is a NUL character anywhere in the request line or headers; a chunked form over the
-    size limit is a 413.
+    size limit is a 413, and a form body that is not UTF-8 a 400 that says so.
     A client address that is not an IP address (X-Forwarded-For garbage through a proxy) is
     kept only as a short printable note, the size of the column it is stored in.
     """
@@ -36,8 +36,8 @@ def refuse_hostile_request() -> tuple[Response | str, int] | None:
     if any("\x00" in value for value in request.environ.values() if isinstance(value, str)):
         # HTTP servers refuse these (gunicorn does); PostgreSQL cannot store them.
         return error_response(400, "The request holds a NUL character.")
-    if _chunked_form_over_limit():
-        raise RequestEntityTooLarge()
+    if request.mimetype == URLENCODED and (refusal := _refuse_urlencoded_body()):
+        return refusal
     address = request.remote_addr
     if address:
         try:
@@ -49,17 +49,27 @@ def refuse_hostile_request() -> tuple[Response | str, int] | None:
     return None
 
 
-def _chunked_form_over_limit() -> bool:
-    """Whether a form sent without Content-Length (chunked) filled MAX_CONTENT_LENGTH.
+def _refuse_urlencoded_body() -> tuple[Response | str, int] | None:
+    """What werkzeug would otherwise accept silently in a urlencoded form:
 
-    werkzeug stops reading such a body at the limit and parses an urlencoded form from what it
-    read, silently cut short; it raises 413 only for a body that declares its length.
+    - sent without Content-Length (chunked), a body that fills MAX_CONTENT_LENGTH: werkzeug
+      stops reading at the limit and parses what it read, cut short (it raises 413 only for a
+      body that declares its length);
+    - a body that is not UTF-8: werkzeug drops the whole form, and the person would be told
+      that the CSRF token is missing.
+    The body is read here, within the limit; request.form parses this same copy later.
     """
-    if request.content_length is not None or request.mimetype != URLENCODED:
-        return False
-    request.form  # noqa: B018 (parsed here, within the limit, before anything uses it)
+    body = request.get_data(cache=True)
     stream = request.stream
-    return isinstance(stream, LimitedStream) and stream.is_exhausted
+    if request.content_length is None and isinstance(stream, LimitedStream) and stream.is_exhausted:
+        raise RequestEntityTooLarge()
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return error_response(
+            400, "The form data is not valid UTF-8 (send it percent-encoded, as browsers do)."
+        )
+    return None
 
 
 def init_app(app: Flask) -> None:

@@ -186,11 +186,25 @@ def test_instance_folder_is_created_0700(env_app, tmp_path):
     assert mode(tmp_path / "instance") == 0o700
 
 
-def test_loose_instance_folder_is_tightened(env_app, tmp_path):
-    (tmp_path / "instance").mkdir(mode=0o755)
-    os.chmod(tmp_path / "instance", 0o755)  # noqa: S103 (the loose folder under test)
+@pytest.mark.parametrize("loose", [0o755, 0o775, 0o750, 0o701], ids=oct)
+def test_loose_instance_folder_is_tightened_and_logged(env_app, tmp_path, caplog, loose):
+    (tmp_path / "instance").mkdir()
+    os.chmod(tmp_path / "instance", loose)
     env_app()
     assert mode(tmp_path / "instance") == 0o700
+    assert f"had mode {loose:04o}: tightened to 0700" in caplog.text
+
+
+@pytest.mark.parametrize("open_to_all", [0o777, 0o707, 0o1777], ids=oct)
+def test_instance_folder_everyone_can_write_to_is_refused(env_app, tmp_path, open_to_all):
+    """Anyone may have put a secret_key or a database there: nothing is tightened silently."""
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    os.chmod(instance, open_to_all)
+    with pytest.raises(InstanceError, match=f"every user can write to it.*chmod 700 {instance}"):
+        env_app()
+    assert mode(instance) == open_to_all  # untouched
+    assert not (instance / "secret_key").exists()
 
 
 def test_secret_key_is_generated_once_0600_and_reused(env_app, tmp_path):

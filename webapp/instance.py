@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import stat
 import tempfile
 
 import click
+
+logger = logging.getLogger(__name__)
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
@@ -22,13 +25,26 @@ class InstanceError(click.ClickException):
 
 
 def ensure_private_folder(path: str) -> None:
-    """Create `path` mode 0700, or tighten an existing one we own; refuse one others can write."""
+    """Create `path` mode 0700, or tighten an existing one we own, saying so in the log.
+
+    Refused: a folder of another user, or one every user can write to, where anyone may have
+    put a secret_key or a database of their own (the session store is stricter still, see
+    ensure_private_store). A folder open only to its group is tightened: a checkout made with
+    umask 002 is one.
+    """
     os.makedirs(path, mode=0o700, exist_ok=True)
     info = os.stat(path)
-    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-    elif info.st_uid != os.geteuid():
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != os.geteuid():
         raise InstanceError(f"{path} belongs to uid {info.st_uid}; webapp's user must own it")
+    if mode & 0o002:
+        raise InstanceError(
+            f"{path} has mode {mode:04o}: every user can write to it, and may have put files "
+            f"there; check what it holds, then run: chmod 700 {path}"
+        )
+    if mode != 0o700:
+        logger.warning("instance folder %s had mode %04o: tightened to 0700", path, mode)
+        os.chmod(path, 0o700)
 
 
 def ensure_private_store(path: str) -> None:

@@ -282,7 +282,8 @@ def test_flask_db_commands_on_a_new_install(tmp_path):
 
 
 def test_flask_commands_refuse_a_database_they_do_not_know(tmp_path):
-    """Other commands load the app too, and say what is wrong (no traceback)."""
+    """Other commands load the app too, and say what is wrong (no traceback); `flask run`
+    refuses to start rather than answer every request with a 500."""
     instance = tmp_path / "instance"
     instance.mkdir(mode=0o700)
     engine = make_engine(f"sqlite:///{instance / 'webapp.db'}")
@@ -291,7 +292,7 @@ def test_flask_commands_refuse_a_database_they_do_not_know(tmp_path):
         connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
     assert migrate.state_of(engine).describe() == "ffff (unknown to this version of webapp)"
     engine.dispose()
-    for args in (("db", "check"), ("users", "list")):
+    for args in (("db", "check"), ("users", "list"), ("run", "--port", str(free_port()))):
         result = flask(instance, *args)
         assert result.returncode == 1, args
         assert "revision ffff, which this version of webapp does not know" in result.stderr

@@ -97,10 +97,12 @@ def ensure_schema(engine: Engine) -> None:
         raise migrate.SchemaError(problem)
 
 
-def _running_flask_cli() -> bool:
-    """Whether the app is being loaded by the `flask` command (its click context is active)."""
+def _flask_command() -> str | None:
+    """The `flask` subcommand loading the app (its click context is active), if any."""
     context = click.get_current_context(silent=True)
-    return context is not None and context.find_object(ScriptInfo) is not None
+    if context is None or context.find_object(ScriptInfo) is None:
+        return None
+    return context.command.name
 
 
 def init_app(app: Flask) -> None:
@@ -108,9 +110,10 @@ def init_app(app: Flask) -> None:
     app.extensions["webapp.db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_db)
     migrate.init_app(app)  # `flask --app webapp db ...`
-    if _running_flask_cli():
+    if _flask_command() not in (None, "run"):
         # `flask --app webapp db upgrade|check|current` must load the app whatever state the
         # database is in (or whether it answers): other commands check it on first use.
+        # `flask run` serves requests: it checks at start, as gunicorn does.
         app.extensions[SCHEMA_PENDING] = True
     else:
         ensure_schema(engine)

@@ -197,7 +197,11 @@ def test_nginx_example_serves_static_files_from_the_checkout():
     conf = active(NGINX_CONF.read_text(encoding="utf-8"))
     static = block(conf, "location ^~ /static/")
     assert f"alias {STATIC};" in static
-    assert re.search(r'add_header Cache-Control "[^"]+" always;', static)
+    # Kept for a year only at a version (pages link /static/...?v=HASH); else revalidated.
+    assert "add_header Cache-Control $webapp_static_cache_control always;" in static
+    cache = block(conf, "map $arg_v $webapp_static_cache_control")
+    assert re.search(r'""\s+"public, no-cache";', cache)
+    assert re.search(r'default\s+"public, max-age=31536000, immutable";', cache)
     # add_header in a location drops the server's: HSTS is repeated here.
     assert "Strict-Transport-Security" in static
     assert (ROOT / "static" / "vendor" / "htmx" / "htmx.min.js").is_file()

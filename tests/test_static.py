@@ -49,3 +49,46 @@ def test_static_files_are_served(client):
     for path in ("/static/js/session.js", "/static/css/app.css", "/static/vendor/htmx/htmx.min.js"):
         with client.get(path) as response:
             assert response.status_code == 200
+
+
+# -- versioned URLs --------------------------------------------------------------------------
+
+STATIC_URL = re.compile(r'(?:src|href)="(/static/([^"?]+)\?v=([0-9a-f]+))"')
+
+
+def test_pages_link_every_static_file_at_its_content_hash(client):
+    html = client.get("/").get_data(as_text=True)
+    assert not re.search(r'(?:src|href)="/static/[^"?]+"', html), "a static URL without ?v="
+    linked = {name: version for _, name, version in STATIC_URL.findall(html)}
+    assert set(linked) >= {"js/session.js", "css/app.css", "vendor/htmx/htmx.min.js"}
+    for name, version in linked.items():
+        assert version == hashlib.sha256((ROOT / "static" / name).read_bytes()).hexdigest()[:12]
+
+
+def test_a_file_at_its_current_version_is_cached_for_a_year_others_are_revalidated(client):
+    html = client.get("/").get_data(as_text=True)
+    url, name, _version = next(m for m in STATIC_URL.findall(html) if m[1] == "js/session.js")
+    with client.get(url) as current:
+        assert current.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        etag = current.headers["ETag"]
+    with client.get(url, headers={"If-None-Match": etag}) as revalidated:
+        assert revalidated.status_code == 304
+        assert revalidated.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    # No version, or one from an older release: the file may change under that URL.
+    for other in (f"/static/{name}", f"/static/{name}?v=000000000000"):
+        with client.get(other) as response:
+            assert response.status_code == 200
+            assert response.headers["Cache-Control"] == "public, no-cache", other
+
+
+def test_a_changed_file_gets_a_new_version(tmp_path):
+    from webapp.static_files import StaticVersions
+
+    versions = StaticVersions(str(tmp_path))
+    script = tmp_path / "app.js"
+    script.write_text("one")
+    first = versions.of("app.js")
+    assert first == hashlib.sha256(b"one").hexdigest()[:12]
+    script.write_text("two, longer")
+    assert versions.of("app.js") not in (None, first)
+    assert versions.of("missing.js") is None

@@ -59,6 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         security_headers,
         session_policy,
         session_store,
+        static_files,
         widget,
     )
     from .extensions import csrf, login_manager
@@ -72,6 +73,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     request_guard.init_app(app)
     security_headers.init_app(app)
+    static_files.init_app(app)
     cli.init_app(app)
     bench.init_app(app)
 

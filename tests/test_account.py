@@ -146,6 +146,62 @@ def test_v3_3_4_revoked_request_in_flight_cannot_write_the_session_back(app, cli
     assert client.get("/session").json == {}
 
 
+def test_v3_3_4_revoked_between_the_write_check_and_the_write_is_not_written_back(
+    app, client, auth, user, monkeypatch
+):
+    """The revocation lands after the request checked the index and before it wrote: the
+    request looks again once it has written, and takes its write back."""
+    from flask import session
+
+    from webapp import session_index
+
+    auth.login()
+    interface = app.session_interface
+    upsert = interface._upsert_session
+
+    def revoked_first(*args):
+        with app.app_context():
+            session_index.revoke(get_db().query(UserSession).all())
+        upsert(*args)
+
+    with client:
+        client.get("/")
+        session["_last_active"] = 0.0  # the in-flight request modifies its session
+        monkeypatch.setattr(interface, "_upsert_session", revoked_first)
+        interface.save_session(app, session._get_current_object(), app.response_class())
+    assert store_files(app) == {}
+    assert client.get("/session").json == {}
+
+
+def test_v3_3_4_a_write_that_lands_while_a_revocation_commits_is_removed(app, client, auth, user):
+    """An in-flight request checks the index (its row is still there), then writes the session
+    back just after revoke() deleted the entry and before it committed: revoke deletes the
+    entries again once the rows are gone."""
+    from flask import session
+    from sqlalchemy import event
+
+    from webapp import session_index
+
+    auth.login()
+    interface = app.session_interface
+    with client:
+        client.get("/")
+        in_flight = session._get_current_object()  # loaded before the revocation
+    with app.test_request_context():
+        db = get_db()
+
+        def written_back(_session):
+            assert store_files(app) == {}  # revoke's first pass
+            store_id = interface._get_store_id(in_flight.sid)
+            interface._upsert_session(app.permanent_session_lifetime, in_flight, store_id)
+            assert store_files(app) != {}
+
+        event.listen(db, "before_commit", written_back, once=True)
+        session_index.revoke(db.query(UserSession).all())
+    assert store_files(app) == {}
+    assert client.get("/session").json == {}
+
+
 # password change (V3.3.3) and freshness (V3.7.1) ------------------------------------------------
 
 

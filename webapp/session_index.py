@@ -76,13 +76,22 @@ def remove(sid: str) -> None:
 
 def revoke(rows: list[UserSession]) -> int:
     """End these sessions: delete their store entries and rows. Their next request, a poll
-    included, finds no session."""
+    included, finds no session.
+
+    Entries go first, so that whatever stops this half-way leaves the sessions listed and
+    revocable. A request of one of them that checked its row before the commit may write its
+    entry back after the first pass (the store's write guard looks again after writing, but
+    may still see the row): the entries are deleted again once the rows are gone.
+    """
     interface = session_interface(current_app)
     db = get_db()
+    hashes = [row.sid_hash for row in rows]
     for row in rows:
         interface.delete_by_hash(row.sid_hash)
         db.delete(row)
     db.commit()
+    for hashed in hashes:
+        interface.delete_by_hash(hashed)
     return len(rows)
 
 

@@ -195,11 +195,17 @@ class WebappSessionRules(ServerSideSessionInterface):
                 self.delete_entry(session)
             self.delete_cookie(app, response)
             return
-        if session.modified and self.write_guard and not self.write_guard(session):
+        guard = self.write_guard if session.modified else None
+        if guard is not None and not guard(session):
             logger.info("not storing a session that was ended while this request ran")
             self.delete_entry(session)
             return
         super().save_session(app, session, response)
+        if guard is not None and not guard(session):
+            # Ended between the check and the write: take the write back (the ending deletes
+            # the entry before it commits, and again after: see session_index.revoke).
+            logger.info("took back the write of a session ended while it was being stored")
+            self.delete_entry(session)
 
     def _save_anonymous(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         """Keep an anonymous session that holds only its CSRF token out of the store."""

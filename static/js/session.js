@@ -116,14 +116,14 @@
     setCsrfMeta(meta && meta.getAttribute("content"));
   }
 
-  // The widget shows the session's token when signed in. When the session it showed has ended
-  // (in another tab, by expiry or from another device), ask the server for the new one.
-  function followCsrf(element, status) {
+  // The widget shows the session's token when signed in. When the session it showed ended
+  // elsewhere (another tab, expiry, another device), ask the server for the new one; this
+  // tab's own sign-out brought its token with the page it loaded (adoptCsrfFrom).
+  function followCsrf(element, endedElsewhere) {
     var input = element.querySelector('form[data-session-signout] input[name="csrf_token"]');
     if (input) {
       setCsrfMeta(input.value);
-    } else if (shown && shown.status === "authenticated" && status === "unauthenticated" &&
-               window.fetch && element.getAttribute("data-csrf-url")) {
+    } else if (endedElsewhere && window.fetch && element.getAttribute("data-csrf-url")) {
       window.fetch(element.getAttribute("data-csrf-url"), {credentials: "same-origin"})
         .then(function (response) { return response.ok ? response.json() : {}; })
         .then(function (body) { setCsrfMeta(body.csrfToken); })
@@ -140,7 +140,9 @@
     }
     var status = element.getAttribute("data-session-status");
     var token = element.getAttribute("data-state");
-    if (shown && shown.status === "authenticated" && status === "unauthenticated" && !signingOut()) {
+    var endedElsewhere = shown !== null && shown.status === "authenticated" &&
+      status === "unauthenticated" && !signingOut();
+    if (endedElsewhere) {
       var reason = element.querySelector(".session-reason");
       if (reason) {
         reason.textContent = reasonForEnd();
@@ -152,7 +154,7 @@
     var expiresIn = element.getAttribute("data-expires-in");
     deadline = expiresIn === null ? null : Date.now() + Number(expiresIn) * 1000;
     showLocalTimes(element);
-    followCsrf(element, status);
+    followCsrf(element, endedElsewhere);
     shown = {status: status, token: token};
     if (token && storage("get", STATE_KEY) !== token) {
       storage("set", STATE_KEY, token);

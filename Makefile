@@ -49,18 +49,18 @@ system-deps: ## Install the Debian packages the tests need (as root), or say whi
 	fi
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check webapp tests wsgi.py gunicorn.conf.py
-	$(BIN)/ruff format --check webapp tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check webapp tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff format --check webapp tests bench wsgi.py gunicorn.conf.py
 	$(BIN)/mypy
 
 test: $(STAMP) system-deps lint ## The whole suite: lint; files+SQLite and Redis+PostgreSQL; gunicorn, two hosts, browser
 	$(BIN)/pytest --cov --cov-report=term
 
 bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=BENCHMARKS.md to save)
-	$(BIN)/python tests/bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
 
 stress: $(STAMP) system-deps ## 500 users per store, then anonymous visits; every answer checked (MARKDOWN=FILE to save)
-	$(BIN)/python tests/stress/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(STRESS_ARGS)
+	$(BIN)/python bench/stress/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(STRESS_ARGS)
 
 screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
 	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q

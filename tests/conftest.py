@@ -13,14 +13,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock, count_store_writes
-from postgres import create_database, postgres_server
 from redis import Redis
-from redis_server import RedisServer, redis_server
+from support.postgres import create_database, postgres_server
+from support.redis_server import RedisServer, redis_server
 
 import webapp.db
 from webapp import create_app
-from webapp.accounts import create_user
 from webapp.db import get_db
+from webapp.users import create_user
 
 BACKENDS = ("embedded", "distributed")
 

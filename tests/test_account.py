@@ -7,9 +7,9 @@ import re
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
-from webapp.accounts import authenticate
 from webapp.db import get_db
 from webapp.models import RememberToken, UserSession
+from webapp.users import authenticate
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -90,7 +90,7 @@ def test_v3_3_4_ending_this_device_signs_out(client, auth, user):
 
 
 def test_v3_3_4_cannot_end_someone_elses_session(app, client, auth, user):
-    from webapp.accounts import create_user
+    from webapp.users import create_user
 
     with app.app_context():
         create_user(get_db(), "bob", PASSWORD)
@@ -135,7 +135,7 @@ def test_v3_3_4_revoked_request_in_flight_cannot_write_the_session_back(app, cli
         client.get("/")  # opens the session
         with app.app_context():
             ref = get_db().query(UserSession).one()
-            from webapp import session_index
+            from webapp.sessions import index as session_index
 
             session_index.revoke([ref])
         session["_last_active"] = 0.0  # the in-flight request modifies its session
@@ -153,7 +153,7 @@ def test_v3_3_4_revoked_between_the_write_check_and_the_write_is_not_written_bac
     request looks again once it has written, and takes its write back."""
     from flask import session
 
-    from webapp import session_index
+    from webapp.sessions import index as session_index
 
     auth.login()
     interface = app.session_interface
@@ -180,7 +180,7 @@ def test_v3_3_4_a_write_that_lands_while_a_revocation_commits_is_removed(app, cl
     from flask import session
     from sqlalchemy import event
 
-    from webapp import session_index
+    from webapp.sessions import index as session_index
 
     auth.login()
     interface = app.session_interface

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
-from webapp.accounts import email_error
 from webapp.db import get_db
 from webapp.models import RememberToken
 from webapp.passwords import Passwords
+from webapp.users import email_error
 
 
 def test_login_form_has_the_spec_fields(client):
@@ -155,7 +155,7 @@ def test_hostile_next_is_not_put_into_the_login_form(client, target):
 def test_v3_2_1_new_session_id_on_sign_in(app, client, auth, user):
     """A session id planted in the victim's browser (here: the attacker's own live session)
     is replaced at sign-in and killed, so the attacker never holds the victim's session."""
-    from webapp.accounts import create_user
+    from webapp.users import create_user
 
     with app.app_context():
         create_user(get_db(), "mallory", PASSWORD)
@@ -209,7 +209,7 @@ def test_anonymous_logout_redirects_to_login(client):
 
 
 def test_signing_in_as_someone_else_switches_account(app, client, auth, user):
-    from webapp.accounts import create_user
+    from webapp.users import create_user
 
     with app.app_context():
         create_user(get_db(), "bob", PASSWORD, "Bob")

@@ -1,4 +1,4 @@
-"""The instruction-count driver (tests/bench/instructions.py) measures what its labels say:
+"""The instruction-count driver (bench/instructions.py) measures what its labels say:
 run natively on a few requests, each case answers with its status, signed in or not, JSON or
 the widget fragment, and a case that does not is reported, never counted silently."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import FAST_ARGON2
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import instructions
 
 

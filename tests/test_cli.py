@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import PASSWORD, AuthActions
 
-from webapp.accounts import authenticate, find_user
 from webapp.db import get_db
+from webapp.users import authenticate, find_user
 
 
 def run(runner, *args, input=None):
@@ -115,12 +115,12 @@ def test_password_from_stdin_keeps_spaces_and_drops_only_the_newline(app, runner
 def test_unreachable_database_is_a_clear_error(app, runner, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from webapp import accounts
+    from webapp import users
 
     def down(*_args):
         raise OperationalError("SELECT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(accounts, "find_user", down)
+    monkeypatch.setattr(users, "find_user", down)
     result = run(runner, "create", "jack", "--password-stdin", input=PASSWORD)
     assert result.exit_code == 1
     assert "database unreachable" in result.output

@@ -58,8 +58,8 @@ def secure_cookies(env_app) -> list[str]:
     """The session and remember-me Set-Cookie headers of a sign-in over HTTPS, by default."""
     from helpers import PASSWORD, csrf_token
 
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     app = env_app()
     with app.app_context():
@@ -117,8 +117,8 @@ def test_v3_4_4_secure_sign_out_deletes_the_host_cookie_with_secure(env_app):
     """Browsers ignore a __Host- cookie deletion that lacks Secure and Path=/."""
     from helpers import PASSWORD
 
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     app = env_app()
     with app.app_context():

@@ -342,7 +342,6 @@ def test_env_file_values_are_valid_settings():
     assert any(
         n == "WEBAPP_DATABASE_URL" and v.startswith("postgresql+psycopg://") for n, v in commented
     )
-    assert not config.from_environment(dict(commented)).get("BENCHMARK")
 
 
 # --- docs/deploy.md --------------------------------------------------------------------------

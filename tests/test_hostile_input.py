@@ -36,8 +36,7 @@ from werkzeug.routing import Rule
 from werkzeug.test import TestResponse, encode_multipart
 from wtforms.fields.core import UnboundField
 
-from webapp import accounts, create_app, throttle
-from webapp.accounts import find_user
+from webapp import create_app, throttle, users
 from webapp.db import get_db
 from webapp.forms import (
     ChangePasswordForm,
@@ -47,6 +46,7 @@ from webapp.forms import (
     ProfileForm,
     SignupForm,
 )
+from webapp.users import find_user
 
 # settings ------------------------------------------------------------------------------------
 
@@ -86,9 +86,9 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "pages.profile": (),
     "pages.hello": (),
     "pages.healthz": (),
-    "session_api.session_state": (),
-    "session_api.keepalive": ("next",),
-    "session_api.csrf_token": (),
+    "widget.session_state": (),
+    "widget.keepalive": ("next",),
+    "widget.csrf_token": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ class Visitors:
             return self._alice
         with self.app.app_context():
             db = get_db()
-            accounts.set_password(db, find_user(db, "alice"), PASSWORD)
+            users.set_password(db, find_user(db, "alice"), PASSWORD)
         self.clock.advance(throttle.WINDOW.total_seconds() + 1)
         browser = self.app.test_client()
         signed = AuthActions(browser).login()
@@ -817,7 +817,7 @@ def test_a_value_the_database_refuses_is_a_400_not_an_outage(app, user):
 def behind_a_proxy(app_config):
     app = create_app({**app_config, "PROXY_HOPS": 1})
     with app.app_context():
-        accounts.create_user(get_db(), "alice", PASSWORD)
+        users.create_user(get_db(), "alice", PASSWORD)
     return app
 
 
@@ -1127,9 +1127,9 @@ def test_cli_refuses_a_password_it_cannot_use_with_a_message(app, runner, user):
             assert message in result.output
     with app.app_context():
         assert find_user(get_db(), "bob") is None
-        assert accounts.authenticate(get_db(), "alice", PASSWORD) is not None
+        assert users.authenticate(get_db(), "alice", PASSWORD) is not None
     password = "😀" * 128  # the longest password, 512 bytes of UTF-8
     args = ["users", "create", "bob", "--password-stdin"]
     assert runner.invoke(args=args, input=password + "\n").exit_code == 0
     with app.app_context():
-        assert accounts.authenticate(get_db(), "bob", password) is not None
+        assert users.authenticate(get_db(), "bob", password) is not None

@@ -21,15 +21,15 @@ from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from flask import Flask
 from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock
-from ports import free_port
-from postgres import create_database, url_for
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
+from support.ports import free_port
+from support.postgres import create_database, url_for
 
-from webapp import create_app, migrate
-from webapp.accounts import create_user
+from webapp import create_app
+from webapp import schema as migrate
 from webapp.db import (
     POSTGRES_CONNECT_ARGS,
     POSTGRES_STATEMENT_TIMEOUT_MS,
@@ -38,6 +38,7 @@ from webapp.db import (
     make_engine,
 )
 from webapp.models import Base, RememberToken, SignInEvent, User, UserSession
+from webapp.users import create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = "flask --app webapp db upgrade"

@@ -7,7 +7,8 @@ import re
 import pytest
 from helpers import csrf_token
 
-from webapp import db, session_store
+from webapp import db
+from webapp.sessions import store as session_store
 
 
 def widget(html: str) -> str:

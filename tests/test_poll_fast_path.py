@@ -143,7 +143,7 @@ def test_an_old_user_cache_costs_one_query_not_the_route(
 def test_a_user_deleted_behind_the_apps_back_goes_to_the_route(
     app, client, auth, user, clock, flask_hits
 ):
-    """(Deleting through accounts.delete_user also ends the sessions; a row removed by hand
+    """(Deleting through users.delete_user also ends the sessions; a row removed by hand
     must still not show a user once the cache is old.)"""
     from sqlalchemy import delete
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import AuthActions, store_files
 
-from webapp import pruning
 from webapp.db import get_db
 from webapp.models import UserSession
+from webapp.sessions import pruning
 
 
 def sign_in_browsers(app, count):

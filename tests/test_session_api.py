@@ -43,8 +43,8 @@ def test_v3_3_2_absolute_timeout_ends_even_an_active_session(app_config, clock):
     from helpers import PASSWORD, AuthActions
 
     from webapp import create_app
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 900})
     with app.app_context():
@@ -147,8 +147,8 @@ def test_v3_3_2_store_ttl_is_the_sessions_remaining_life(app_config, clock):
     from helpers import PASSWORD, AuthActions
 
     from webapp import create_app
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 900})
     with app.app_context():

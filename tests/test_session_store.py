@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from helpers import PASSWORD, csrf_token, session_cookie, store_files
 
-from webapp import session_store
-from webapp.accounts import create_user
 from webapp.db import get_db
+from webapp.sessions import files as session_files
+from webapp.sessions import store as session_store
+from webapp.users import create_user
 
 
 def mode(path: str | Path) -> int:
@@ -55,7 +56,7 @@ def test_expired_entries_are_never_served(app, client, auth, user, monkeypatch):
     timestamps say otherwise."""
     auth.login()
     later = time.time() + app.config["IDLE_TIMEOUT"] + 1
-    monkeypatch.setattr(session_store, "time", lambda: later)
+    monkeypatch.setattr(session_files, "time", lambda: later)
     assert client.get("/session").json == {}
 
 
@@ -78,7 +79,7 @@ def test_stale_cookie_is_left_alone_by_polls(app, client, auth, user):
 
 def test_deleted_user_has_no_session(app, client, auth, user):
     auth.login()
-    from webapp.accounts import delete_user, find_user
+    from webapp.users import delete_user, find_user
 
     with app.app_context():
         db = get_db()

@@ -10,8 +10,8 @@ import re
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
-from webapp.accounts import AccountError, authenticate, create_user
 from webapp.db import get_db
+from webapp.users import AccountError, authenticate, create_user
 
 
 def test_v3_1_1_session_id_never_appears_in_urls_or_pages(client, auth, user):

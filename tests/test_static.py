@@ -82,7 +82,7 @@ def test_a_file_at_its_current_version_is_cached_for_a_year_others_are_revalidat
 
 
 def test_a_changed_file_gets_a_new_version(tmp_path):
-    from webapp.static_files import StaticVersions
+    from webapp.web.static_files import StaticVersions
 
     versions = StaticVersions(str(tmp_path))
     script = tmp_path / "app.js"

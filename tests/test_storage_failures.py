@@ -29,11 +29,12 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
 
 import webapp.db
-import webapp.session_policy
-from webapp import create_app, pruning
+import webapp.sessions.policy
+from webapp import create_app
 from webapp.db import get_db
+from webapp.errors import SAVE_FAILED_MESSAGE
 from webapp.models import User, UserSession
-from webapp.session_store import SAVE_FAILED_MESSAGE
+from webapp.sessions import pruning
 
 pytestmark = pytest.mark.filesystem_only
 
@@ -302,7 +303,7 @@ def sqlite_app(app_config: dict[str, object], monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(webapp.db, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
     app = create_app(app_config)
     with app.app_context():
-        from webapp.accounts import create_user
+        from webapp.users import create_user
 
         create_user(get_db(), "alice", PASSWORD, "Alice Example", "alice@example.com")
     return app
@@ -383,7 +384,7 @@ def test_a_503_after_the_session_was_indexed_signs_nobody_in(sqlite_app, monkeyp
     client = sqlite_app.test_client()
     token = csrf_token(client, "/login")
     with monkeypatch.context() as patch:
-        patch.setattr(webapp.session_policy.throttle, "record", locked)
+        patch.setattr(webapp.sessions.policy.throttle, "record", locked)
         response = sign_in(client, token)
     assert_503(response)
     assert "Set-Cookie" not in response.headers

@@ -25,11 +25,11 @@ from helpers import PASSWORD, AuthActions, session_cookie
 from werkzeug.test import EnvironBuilder
 
 from webapp import create_app
-from webapp.accounts import create_user
 from webapp.db import get_db
 from webapp.instance import InstanceError
-from webapp.poll_fast_path import PollFastPath
-from webapp.session_store import HEADER_BYTES, MAX_ENTRY_BYTES, DamagedEntry, SealedEntries
+from webapp.sessions.store import HEADER_BYTES, MAX_ENTRY_BYTES, DamagedEntry, SealedEntries
+from webapp.users import create_user
+from webapp.widget.fast_path import PollFastPath
 
 pytestmark = pytest.mark.filesystem_only
 
@@ -164,7 +164,7 @@ READERS = [fast_path_itself, poll_json, poll_widget, route_json, api, protected_
 
 @pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
 def test_a_damaged_or_foreign_entry_is_no_session(app, entry, damage, caplog):
-    caplog.set_level(logging.WARNING, logger="webapp.session_store")
+    caplog.set_level(logging.WARNING, logger="webapp.sessions.files")
     for read in READERS:
         entry.path.write_bytes(damage(entry))
         caplog.clear()

@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import PASSWORD, csrf_token, store_files
 
-from webapp.widget import WARNING_SECONDS
+from webapp.widget.state import WARNING_SECONDS
 
 HTMX = {"HX-Request": "true"}
 
@@ -114,8 +114,8 @@ def test_near_the_absolute_end_the_warning_offers_no_extension(app_config, clock
     from helpers import AuthActions
 
     from webapp import create_app
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 700})
     with app.app_context():

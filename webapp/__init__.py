@@ -49,24 +49,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
     _configure_flask(app)
 
-    from . import (
-        bench,
-        cli,
-        db,
-        errors,
-        passwords,
-        request_guard,
-        security_headers,
-        session_policy,
-        session_store,
-        static_files,
-        widget,
-    )
+    from . import cli, db, errors, passwords
     from .extensions import csrf, login_manager
+    from .sessions import backend as session_backend
+    from .sessions import policy as session_policy
+    from .web import request_guard, security_headers, static_files
+    from .widget import fast_path
+    from .widget import views as widget
 
     db.init_app(app)
     passwords.init_app(app)
-    session_store.init_app(app)
+    session_backend.init_app(app)
     session_policy.init_app(app)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -75,19 +68,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security_headers.init_app(app)
     static_files.init_app(app)
     cli.init_app(app)
-    bench.init_app(app)
 
-    from . import account, auth, pages, session_api
+    from . import account, auth, pages
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(session_api.bp)
+    app.register_blueprint(widget.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
-
-    from . import poll_fast_path
-
-    poll_fast_path.init_app(app)
+    fast_path.init_app(app)
     if app.config["PROXY_HOPS"]:
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

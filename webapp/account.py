@@ -13,15 +13,18 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import Field
 
-from . import accounts, events, session_index, session_policy, throttle, widget
+from . import events, throttle, users
 from .auth import failed_attempt, locked_out
 from .db import get_db
 from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
-from .htmx import current_page, htmx_redirect, is_htmx
 from .models import UserSession
 from .passwords import passwords
-from .safe_redirect import next_or_default, safe_next
-from .session_store import current_session
+from .sessions import index as session_index
+from .sessions import policy as session_policy
+from .sessions.store import current_session
+from .web.htmx import current_page, htmx_redirect, is_htmx
+from .web.safe_redirect import next_or_default, safe_next
+from .widget import views as widget
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 SESSION_REF = re.compile(r"[0-9a-f]{16}")
@@ -144,8 +147,8 @@ def password() -> ResponseReturnValue:
     if refusal is not None:
         return refusal
     try:
-        accounts.set_password(get_db(), current_user, form.new_password.data)
-    except accounts.AccountError as error:
+        users.set_password(get_db(), current_user, form.new_password.data)
+    except users.AccountError as error:
         return password_page(form, 400, str(error))
     session_policy.end_other_sessions(current_user)
     session_policy.rotate()
@@ -203,8 +206,8 @@ def profile() -> ResponseReturnValue:
         flash("Changing your email needs your password again; then submit the change again.")
         return redirect(url_for("account.reauthenticate", next=url_for("account.profile")), 303)
     try:
-        accounts.update_profile(get_db(), current_user, form.name.data, email)
-    except accounts.AccountError as error:
+        users.update_profile(get_db(), current_user, form.name.data, email)
+    except users.AccountError as error:
         return profile_page(form, 400, str(error))
     session_policy.cache_user(current_user)
     events.record("profile_changed", user_id=current_user.id, sid=current_session().sid)

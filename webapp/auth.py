@@ -15,14 +15,15 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from . import accounts, events, session_policy, throttle
+from . import events, throttle, users
 from .db import get_db
 from .errors import wants_json
 from .extensions import login_manager
 from .forms import LoginForm, LogoutForm, SignupForm
-from .htmx import current_page, htmx_redirect, is_htmx, login_url
 from .models import User
-from .safe_redirect import next_or_default, safe_next
+from .sessions import policy as session_policy
+from .web.htmx import current_page, htmx_redirect, is_htmx, login_url
+from .web.safe_redirect import next_or_default, safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -64,7 +65,7 @@ def login() -> ResponseReturnValue:
         error = locked_out(username, wait)
         html = render_template("auth/login.html", form=form, error=error)
         return html, 429, {"Retry-After": str(wait)}
-    user = accounts.authenticate(db, username, form.password.data)
+    user = users.authenticate(db, username, form.password.data)
     if user is None:
         failed_attempt(username, "password")
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
@@ -75,7 +76,7 @@ def login() -> ResponseReturnValue:
 def failed_attempt(username: str, method: str) -> None:
     """Count a wrong password for `username` (existing or not) and log it."""
     db = get_db()
-    user = accounts.find_user(db, username) if accounts.username_error(username) is None else None
+    user = users.find_user(db, username) if users.username_error(username) is None else None
     throttle.record(db, username, "failure", method, user)
     events.record("sign_in_failed", user_id=user.id if user else None, method=method)
 
@@ -113,10 +114,10 @@ def signup() -> ResponseReturnValue:
         return render_template("auth/signup.html", form=form)
     if form.validate_on_submit():
         try:
-            user = accounts.create_user(
+            user = users.create_user(
                 get_db(), form.username.data, form.password.data, form.name.data, form.email.data
             )
-        except accounts.AccountError as error:
+        except users.AccountError as error:
             form.username.errors = [*form.username.errors, str(error)]
         else:
             session_policy.start(user, method="signup")

@@ -1,4 +1,4 @@
-"""Command line: `flask --app webapp users ...` and `flask --app webapp sessions ...`."""
+"""Command line: `flask --app webapp users | sessions | db ...`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from flask import Flask
+from alembic import command
+from alembic.util.exc import CommandError
+from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, events, passwords, pruning, session_index, session_policy
-from .db import get_db
+from . import events, passwords, schema, users
+from .db import engine_of, get_db
 from .models import User, UserSession
+from .sessions import index as session_index
+from .sessions import policy as session_policy
+from .sessions import pruning
 
-users = AppGroup("users", help="Create, list, delete users and set their passwords.")
+users_cli = AppGroup("users", help="Create, list, delete users and set their passwords.")
 
 #: Longest line read as a password: the policy's maximum in 4-byte UTF-8 characters.
 PASSWORD_LINE_BYTES = 4 * passwords.MAX_LENGTH
@@ -47,9 +52,9 @@ class Text(click.ParamType):
         return text
 
 
-USERNAME = Text(accounts.USERNAME_MAX)
-NAME = Text(accounts.NAME_MAX)
-EMAIL = Text(accounts.EMAIL_MAX)
+USERNAME = Text(users.USERNAME_MAX)
+NAME = Text(users.NAME_MAX)
+EMAIL = Text(users.EMAIL_MAX)
 SESSION_REF = Text(16)
 
 
@@ -58,7 +63,7 @@ def clear_errors() -> Iterator[None]:
     """Turn refusals and database failures into a message on stderr and exit status 1."""
     try:
         yield
-    except accounts.AccountError as error:
+    except users.AccountError as error:
         raise click.ClickException(str(error)) from None
     except SQLAlchemyError as error:
         raise click.ClickException(
@@ -93,7 +98,7 @@ def read_password(from_stdin: bool) -> str:
 
 
 def existing_user(username: str) -> User:
-    user = accounts.find_user(get_db(), username)
+    user = users.find_user(get_db(), username)
     if user is None:
         raise click.ClickException(f"no such user: {username!r}")
     return user
@@ -104,7 +109,7 @@ password_stdin_option = click.option(
 )
 
 
-@users.command("create")
+@users_cli.command("create")
 @click.argument("username", type=USERNAME)
 @click.option("--name", type=NAME, help="Display name (default: the username).")
 @click.option("--email", type=EMAIL, help="Email address.")
@@ -112,16 +117,16 @@ password_stdin_option = click.option(
 def create_user(username: str, name: str | None, email: str | None, password_stdin: bool) -> None:
     """Create a user."""
     with clear_errors():
-        error = accounts.username_error(username)
+        error = users.username_error(username)
         if error:
-            raise accounts.AccountError(error)
-        if accounts.find_user(get_db(), username) is not None:
-            raise accounts.AccountError(f"The username {username!r} is taken.")
-        user = accounts.create_user(get_db(), username, read_password(password_stdin), name, email)
+            raise users.AccountError(error)
+        if users.find_user(get_db(), username) is not None:
+            raise users.AccountError(f"The username {username!r} is taken.")
+        user = users.create_user(get_db(), username, read_password(password_stdin), name, email)
     click.echo(f"Created user {user.username!r}.")
 
 
-@users.command("list")
+@users_cli.command("list")
 def list_users() -> None:
     """List users."""
     with clear_errors():
@@ -135,32 +140,32 @@ def list_users() -> None:
         click.echo(f"{user.username:<24} {user.name:<24} {user.email or '-':<32} {created}")
 
 
-@users.command("delete")
+@users_cli.command("delete")
 @click.argument("username", type=USERNAME)
 def delete_user(username: str) -> None:
     """Delete a user; their sessions and remember-me tokens end with them."""
     with clear_errors():
-        accounts.delete_user(get_db(), existing_user(username))
+        users.delete_user(get_db(), existing_user(username))
     click.echo(f"Deleted user {username!r}.")
 
 
-@users.command("set-password")
+@users_cli.command("set-password")
 @click.argument("username", type=USERNAME)
 @password_stdin_option
 def set_password(username: str, password_stdin: bool) -> None:
     """Set a user's password; every session and remember-me token of theirs ends."""
     with clear_errors():
         user = existing_user(username)
-        accounts.set_password(get_db(), user, read_password(password_stdin))
+        users.set_password(get_db(), user, read_password(password_stdin))
         ended = session_policy.end_all_sessions(user)
         events.record("password_changed", user_id=user.id, via="cli", sessions_ended=ended)
     click.echo(f"Password changed for {username!r}; {ended} session(s) ended.")
 
 
-sessions = AppGroup("sessions", help="List and end users' sessions.")
+sessions_cli = AppGroup("sessions", help="List and end users' sessions.")
 
 
-@sessions.command("list")
+@sessions_cli.command("list")
 @click.option("--user", "username", type=USERNAME, help="Only this user's sessions.")
 def list_sessions(username: str | None) -> None:
     """List live sessions: reference, user, device, address, created, last active."""
@@ -183,7 +188,7 @@ def list_sessions(username: str | None) -> None:
         )
 
 
-@sessions.command("prune")
+@sessions_cli.command("prune")
 @click.option("--no-sweep", is_flag=True, help="Only the index; skip scanning the store folder.")
 def prune_sessions(no_sweep: bool) -> None:
     """Delete expired sessions: index rows with their store entries, then expired store files."""
@@ -197,7 +202,7 @@ def prune_sessions(no_sweep: bool) -> None:
     )
 
 
-@sessions.command("revoke")
+@sessions_cli.command("revoke")
 @click.argument("ref", required=False, type=SESSION_REF)
 @click.option(
     "--user",
@@ -224,6 +229,81 @@ def revoke_sessions(ref: str | None, username: str | None) -> None:
     click.echo(f"Ended session {ref}.")
 
 
+database_cli = AppGroup("db", help="The database schema: upgrade it, show or check its revision.")
+
+
+@contextmanager
+def _clear_schema_errors() -> Iterator[None]:
+    """Database and Alembic failures as one line on stderr and exit status 1."""
+    try:
+        yield
+    except SQLAlchemyError as error:
+        raise click.ClickException(
+            f"database unreachable or failing: {error.__class__.__name__}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    except CommandError as error:
+        raise click.ClickException(f"migration failed: {error}") from None
+
+
+def _engine() -> Engine:
+    return engine_of(current_app)
+
+
+@database_cli.command("upgrade")
+def upgrade_command() -> None:
+    """Upgrade the database to the latest schema revision (creates the tables when it is
+    empty). Run it before starting webapp after an update; safe to repeat."""
+    with _clear_schema_errors():
+        before, after = schema.upgrade(_engine())
+    if before.revisions == after.revisions:
+        click.echo(f"Database already at the latest revision ({after.head}).")
+    else:
+        click.echo(f"Database upgraded: was {before.describe()}, now {after.describe()}.")
+
+
+@database_cli.command("current")
+def current_command() -> None:
+    """Show the database's schema revision."""
+    with _clear_schema_errors():
+        state = schema.state_of(_engine())
+    click.echo(state.describe())
+
+
+@database_cli.command("check")
+def check_command() -> None:
+    """Exit 0 when the database is at the latest revision, 1 otherwise."""
+    with _clear_schema_errors():
+        state = schema.state_of(_engine())
+    problem = state.problem()
+    if problem:
+        raise click.ClickException(problem)
+    click.echo(f"Database at the latest revision ({state.head}).")
+
+
+@database_cli.command("revision")
+@click.option("-m", "--message", required=True, help="What the revision does.")
+@click.option(
+    "--autogenerate", is_flag=True, help="Fill it in from webapp/models.py (database at latest)."
+)
+def revision_command(message: str, autogenerate: bool) -> None:
+    """Write a new revision into webapp/migrations/versions (for developers)."""
+    latest = schema.head()
+    rev_id = f"{int(latest) + 1:04d}" if latest.isdigit() else None
+    with _clear_schema_errors(), _engine().connect() as connection:
+        written = command.revision(
+            schema.alembic_config(connection),
+            message=message,
+            autogenerate=autogenerate,
+            rev_id=rev_id,
+        )
+    schema._scripts.cache_clear()
+    for script in written if isinstance(written, list) else [written]:
+        if script is not None:
+            click.echo(f"Wrote {script.path}")
+
+
 def init_app(app: Flask) -> None:
-    app.cli.add_command(users)
-    app.cli.add_command(sessions)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(sessions_cli)
+    app.cli.add_command(database_cli)

@@ -40,9 +40,6 @@ ARGON2_MEMORY_COST = 65536
 ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
-#: Adds /__bench/* (a bare JSON route and write/query counters) for `make bench`. Never in
-#: production.
-BENCHMARK = False
 
 #: The vendored htmx file's Subresource Integrity hash (static/vendor/htmx/VERSION says how to
 #: upgrade); not a setting.
@@ -67,7 +64,6 @@ SETTINGS = (
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
-    "BENCHMARK",
 )
 POSITIVE = {
     "IDLE_TIMEOUT",

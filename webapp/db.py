@@ -1,10 +1,7 @@
 """The database engine, a SQLAlchemy session per request, and the schema check at start.
 
-At start the schema must be at the latest migration (webapp/migrations, webapp.migrate): an empty
-database is migrated to it, under a lock, so a first start needs no extra step; a database made
-before webapp had migrations is adopted when its tables are the initial revision's; anything else
-behind stops the start with a message to run `flask --app webapp db upgrade`, because several
-workers starting at once must never change a schema that holds data.
+At start the schema must be at the latest migration (schema.ensure_schema: an empty database is
+migrated under a lock, anything else behind stops the start with a message).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from flask.cli import ScriptInfo
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import migrate
+from .schema import ensure_schema
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: PostgreSQL cancels any statement running longer: a frozen server or a stuck lock fails the
@@ -69,34 +66,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Make sure the schema is at the latest revision, or raise migrate.SchemaError.
-
-    Only an empty database is migrated here (and a pre-migrations one stamped); both under the
-    migration lock, so that of several processes starting at once exactly one does it and the
-    others find it done.
-    """
-    state = migrate.state_of(engine)
-    if state.at_head:
-        return
-    if not state.revisions:
-        with migrate.migration_connection(engine) as connection:
-            state = migrate.read_state(connection)  # someone may have done it while we waited
-            if state.empty:
-                migrate.run_upgrade(connection)
-                log.info("empty database: created the schema at revision %s", state.head)
-            elif state.tables and not state.revisions:
-                migrate.adopt(connection, repair=False)
-                log.info(
-                    "database made before migrations: adopted at revision %s",
-                    migrate.INITIAL_REVISION,
-                )
-            state = migrate.read_state(connection)
-    problem = state.problem()
-    if problem:
-        raise migrate.SchemaError(problem)
-
-
 def _flask_command() -> str | None:
     """The `flask` subcommand loading the app (its click context is active), if any."""
     context = click.get_current_context(silent=True)
@@ -109,7 +78,6 @@ def init_app(app: Flask) -> None:
     engine = make_engine(database_url(app))
     app.extensions["webapp.db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(close_db)
-    migrate.init_app(app)  # `flask --app webapp db ...`
     if _flask_command() not in (None, "run"):
         # `flask --app webapp db upgrade|check|current` must load the app whatever state the
         # database is in (or whether it answers): other commands check it on first use.

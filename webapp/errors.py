@@ -13,17 +13,33 @@ from flask import (
     make_response,
     render_template,
     request,
+    session,
 )
 from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
-from .session_store import SAVE_FAILED_MESSAGE, STORE_OUTAGES, StoreWriteError
 
+class StoreWriteError(Exception):
+    """The file store could not write or delete a session."""
+
+
+#: Errors that mean "the session store is down": the app answers 503 and recovers by itself.
+STORE_OUTAGES: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    StoreWriteError,
+)
 #: Failures of a server webapp depends on: 503, never a 500, and no worker dies.
 OUTAGES: tuple[type[Exception], ...] = (*STORE_OUTAGES, OperationalError, DBAPIError)
+OUTAGE_MESSAGE = "The session store is not answering; try again in a moment."
+SAVE_FAILED_MESSAGE = "The server could not store your session (its storage failed); try again."
+#: Endpoints that work without a session: static files, and the health check naming outages.
+OUTAGE_EXEMPT = frozenset({"static", "pages.healthz"})
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +84,25 @@ def unavailable_response(message: str) -> Response:
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     return response
+
+
+def outage_response(response: Response, message: str | None = None) -> None:
+    """Turn a response into the 503 page or JSON error (used after the view has answered,
+    where Flask's error handlers cannot run); nothing of the original answer survives."""
+    answer = unavailable_response(message or OUTAGE_MESSAGE)
+    response.status_code = 503
+    response.headers.pop("Location", None)
+    del response.headers["Set-Cookie"]  # e.g. no remember-me cookie for a sign-in that failed
+    response.headers["Retry-After"] = answer.headers["Retry-After"]
+    response.headers["Content-Type"] = answer.headers["Content-Type"]
+    response.set_data(answer.get_data())
+
+
+def refuse_during_outage() -> Response | None:
+    """before_request: a request whose session could not be opened gets 503."""
+    if getattr(session, "outage", False) and request.endpoint not in OUTAGE_EXEMPT:
+        return unavailable_response(OUTAGE_MESSAGE)
+    return None
 
 
 MESSAGES = {

@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
-from . import accounts, passwords
+from . import passwords, users
 from .passwords import policy_error
 
 
@@ -54,7 +54,7 @@ class LoginForm(FlaskForm):
         "Username",
         validators=[
             DataRequired("Enter your username."),
-            _at_most(accounts.USERNAME_MAX, "Username"),
+            _at_most(users.USERNAME_MAX, "Username"),
             _printable("Username"),
         ],
     )
@@ -70,17 +70,17 @@ class LoginForm(FlaskForm):
 class SignupForm(FlaskForm):
     username = StringField(
         "Username",
-        validators=[DataRequired("Choose a username."), _check(accounts.username_error)],
+        validators=[DataRequired("Choose a username."), _check(users.username_error)],
     )
     name = StringField(
-        "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
+        "Name", validators=[DataRequired("Enter your name."), _check(users.name_error)]
     )
     email = StringField(
         "Email",
         validators=[
             DataRequired("Enter your email."),
             _printable("Email"),
-            _check(accounts.email_error),
+            _check(users.email_error),
         ],
     )
     password = PasswordField(
@@ -129,9 +129,9 @@ class ChangePasswordForm(FlaskForm):
 
 class ProfileForm(FlaskForm):
     name = StringField(
-        "Name", validators=[DataRequired("Enter your name."), _check(accounts.name_error)]
+        "Name", validators=[DataRequired("Enter your name."), _check(users.name_error)]
     )
     email = StringField(
         "Email (optional)",
-        validators=[_printable("Email"), _check(accounts.email_error, optional=True)],
+        validators=[_printable("Email"), _check(users.email_error, optional=True)],
     )

@@ -7,7 +7,9 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_login import current_user, login_required
 
-from . import db, session_store, widget
+from . import db
+from .sessions import store as session_store
+from .widget import views as widget
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)

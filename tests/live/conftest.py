@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ports import free_port
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The virtualenv running pytest also holds gunicorn and flask (`.venv/bin` under `make`).

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from conftest import BIN, ROOT, _create_user, _environment, gunicorn
 from live_client import SESSION, Client, Reply, csrf_tokens
-from postgres import create_database, running_postgres
-from redis_server import RedisServer
+from support.postgres import create_database, running_postgres
+from support.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from conftest import LiveServer

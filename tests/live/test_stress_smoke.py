@@ -1,5 +1,5 @@
 """`make stress` in small (10 users: warm-up, 8 s of load, 300 anonymous visits, files + SQLite),
-so that its harness (tests/stress/run.py) keeps working, and proof that its checks count what
+so that its harness (bench/stress/run.py) keeps working, and proof that its checks count what
 they guard."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.live
 
-RUN = Path(__file__).resolve().parents[1] / "stress" / "run.py"
+RUN = Path(__file__).resolve().parents[2] / "bench" / "stress" / "run.py"
 
 
 def _load() -> Any:

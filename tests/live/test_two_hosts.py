@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import _create_user, _environment, gunicorn
 from live_client import Client, change_password, signed_in
-from postgres import PostgresServer, create_database, running_postgres
-from redis_server import RedisServer
+from support.postgres import PostgresServer, create_database, running_postgres
+from support.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from conftest import LiveServer

@@ -11,7 +11,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
-from .errors import error_response
+from ..errors import error_response
 
 logger = logging.getLogger(__name__)
 

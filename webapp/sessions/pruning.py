@@ -25,10 +25,11 @@ from cachelib.file import FileSystemCache
 from flask import Flask
 from sqlalchemy import delete, or_, select
 
-from . import clock
-from .db import get_db
-from .models import UserSession
-from .session_store import session_interface, store_folder
+from .. import clock
+from ..db import get_db
+from ..models import UserSession
+from .files import store_folder
+from .store import session_interface
 
 logger = logging.getLogger(__name__)
 

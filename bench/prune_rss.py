@@ -4,7 +4,7 @@ Makes a fresh instance folder whose store holds N expired signed-in sessions (ea
 row and a store file; the files are hard links to one expired entry, which costs the prune the
 same per-file work and the disk almost nothing), runs the real command, and reads its peak RSS
 from the kernel (wait4's rusage). Run for two sizes to see that memory stays flat and time
-grows with what is deleted: `.venv/bin/python tests/bench/prune_rss.py 10000 1000000`.
+grows with what is deleted: `.venv/bin/python bench/prune_rss.py 10000 1000000`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LINKS_PER_FILE = 60_000
 BIN = Path(sys.executable).parent
 
@@ -28,9 +28,9 @@ def make_instance(folder: Path, count: int) -> None:
     from sqlalchemy import insert
 
     from webapp import create_app
-    from webapp.accounts import create_user
     from webapp.db import engine_of, get_db
     from webapp.models import UserSession
+    from webapp.users import create_user
 
     app = create_app(
         {

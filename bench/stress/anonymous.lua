@@ -1,4 +1,4 @@
--- wrk script for tests/stress/run.py: anonymous visits to pages with forms. wrk sends no
+-- wrk script for bench/stress/run.py: anonymous visits to pages with forms. wrk sends no
 -- cookies, so every visit is a browser with an empty cookie jar. Each thread stops after its
 -- share of the visits (args: visits per thread, the marker every user's data carries) and
 -- says so; the counts come back as one JSON line.

@@ -19,7 +19,7 @@ loopback port, seeds --users accounts, and runs two scenarios:
 
 It prints one table and exits 1 when a target is missed (5xx, lost sessions, another user's
 data, store growth...). Only 127.0.0.1 is contacted; servers and folders are removed at the
-end, also on Ctrl-C. The bench's helpers (tests/bench/run.py) start and stop the servers.
+end, also on Ctrl-C. The bench's helpers (bench/run.py) start and stop the servers.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ LUA = HERE / "anonymous.lua"
 
 
 def _load_bench() -> Any:
-    """tests/bench/run.py as a module (it is a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("webapp_bench_run", ROOT / "tests/bench/run.py")
+    """bench/run.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("webapp_bench_run", ROOT / "bench/run.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while being made

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-from ports import free_port
 from psycopg import sql
+
+from support.ports import free_port
 
 ROLE = "webapp"
 DATABASE = "webapp"

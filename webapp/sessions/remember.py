@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from flask import Response, current_app, g, has_request_context, request
 from sqlalchemy import delete
 
-from . import clock
-from .db import get_db
-from .models import RememberToken, User
+from .. import clock
+from ..db import get_db
+from ..models import RememberToken, User
 
 
 def cookie_name() -> str:

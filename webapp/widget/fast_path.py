@@ -3,7 +3,7 @@
 Every open tab polls /session, so the poll is the product's hot path; Flask's request cycle
 (context, hooks, extensions, response object) costs about as much as the poll's real work. This
 WSGI layer answers the common cases from the stored session alone, with the same functions the
-Flask route uses (widget.py, session_policy.py): anonymous callers and signed-in sessions (with
+Flask route uses (state.py, sessions/policy.py): anonymous callers and signed-in sessions (with
 one query by primary key when the user cached in the session is older than the touch
 interval). Anything else (no stored entry, expiry, a deleted user, a failing database, a
 required page that lost its session) goes to the Flask route, which is the reference and logs
@@ -23,17 +23,21 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.http import parse_cookie
 
-from . import session_policy, widget
-from .models import User
-from .security_headers import HEADERS
-from .session_store import STORE_OUTAGES, session_interface
+from ..errors import STORE_OUTAGES
+from ..models import User
+from ..sessions import policy as session_policy
+from ..sessions.store import session_interface
+from ..web.security_headers import HEADERS
+from . import state as widget
 
 PATH = "/session"
+#: The poll protocol's headers as WSGI names them.
+STATE_ENVIRON = "HTTP_" + widget.STATE_HEADER.upper().replace("-", "_")
+REQUIRED_ENVIRON = "HTTP_" + widget.REQUIRED_HEADER.upper().replace("-", "_")
 #: Entries in each per-process cache before it starts afresh.
 CACHE_SIZE = 4096
 #: Stands for data-expires-in in a cached widget (the one thing in it that a poll changes).
 EXPIRES_IN_MARK = -424242
-VARY = "Cookie, HX-Request, Accept, X-Session-State, X-Session-Required"
 StartResponse = Callable[..., Any]
 Answer = tuple[str, list[tuple[str, str]], bytes]
 
@@ -53,7 +57,7 @@ class PollFastPath:
         self.fragments: dict[str, str] = {}
         self.common_headers = [
             ("Cache-Control", "private, no-store"),
-            ("Vary", VARY),
+            ("Vary", ", ".join(widget.VARY)),
             *HEADERS.items(),
         ]
 
@@ -120,10 +124,10 @@ class PollFastPath:
         self, environ: dict[str, Any], data: dict[str, Any], user: Any, now: float
     ) -> Answer | None:
         state = widget.visible_state(data, user, now, self.config)
-        if state["status"] == widget.UNAUTHENTICATED and environ.get("HTTP_X_SESSION_REQUIRED"):
+        if state["status"] == widget.UNAUTHENTICATED and environ.get(REQUIRED_ENVIRON):
             return None
         token = widget.state_token(state)
-        if environ.get("HTTP_X_SESSION_STATE") == token:
+        if environ.get(STATE_ENVIRON) == token:
             return "204 NO CONTENT", list(self.common_headers), b""
         ends = session_policy.expires_at(data, self.config) if user else None
         html = self.fragments.get(token)

@@ -1,56 +1,29 @@
-"""Server-side session storage: Flask-Session's interfaces with webapp's rules on top.
+"""The session store's rules for any Flask-Session backend, and the sealed entry format.
 
-Two stores: files (Flask-Session's cachelib interface on a private FileSystemCache, the
-embedded default) and Redis (several hosts). Both are made explicitly, not by Flask-Session's
-defaults: cachelib's default threshold of 500 deletes live sessions once 500 files exist
-(threshold=0 never prunes), cachelib's files and Flask-Session's Redis decoder fall back to
-pickle. Neither store ever unpickles: files hold MAC-checked msgpack, Redis plain msgpack.
+Two backends (files.py, the embedded default; redis_store.py, for several hosts) share these
+rules: read-only requests never write, entries are keyed by a hash of the session id (sid_hash:
+the one place it is computed), a bad entry is no session, anonymous sessions stay out of the
+store, and no entry is ever unpickled. backend.py picks and installs the configured one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import struct
-import tempfile
 from collections.abc import Callable
 from datetime import timedelta
-from time import time
 from typing import IO, Any
 
 import msgspec
-from cachelib.file import FileSystemCache
 from flask import Flask, Request, Response, g, request, session
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
-from flask_session.cachelib import CacheLibSessionInterface
-from flask_session.redis import RedisSessionInterface as FlaskSessionRedisInterface
-from itsdangerous import BadSignature, TimestampSigner
-from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .instance import ensure_private_store
+from ..errors import SAVE_FAILED_MESSAGE, STORE_OUTAGES, StoreWriteError, outage_response
+from .csrf_cookie import AnonymousCsrfCookie
 
 logger = logging.getLogger(__name__)
-
-
-#: Errors that mean "the session store is down": the app answers 503 and recovers by itself.
-class StoreWriteError(Exception):
-    """The file store could not write a session."""
-
-
-STORE_OUTAGES: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    StoreWriteError,
-)
-OUTAGE_MESSAGE = "The session store is not answering; try again in a moment."
-SAVE_FAILED_MESSAGE = "The server could not store your session (its storage failed); try again."
-#: Endpoints that work without a session: static files, and the health check naming outages.
-OUTAGE_EXEMPT = frozenset({"static", "pages.healthz"})
 
 KEY_PREFIX = "session:"
 SID_BYTES = 32
@@ -59,46 +32,10 @@ CSRF_KEY = "csrf_token"  # Flask-WTF's session key
 ANONYMOUS_KEYS = frozenset({CSRF_KEY, "_permanent"})
 
 
-class AnonymousCsrfCookie:
-    """An anonymous visitor's CSRF token, in a signed cookie instead of the session store.
-
-    Every page with a form needs a token, so a server-side session per anonymous visit would
-    let anyone fill the store (and evict nothing, threshold 0: only disk). Signed with the
-    secret key and `__Host-` scoped, the cookie cannot be forged or planted from a subdomain;
-    Flask-WTF still compares the form's token with session["csrf_token"], filled from it.
-    """
-
-    SALT = "webapp-anonymous-csrf"
-
-    def __init__(self, app: Flask) -> None:
-        self.name = "__Host-csrf" if app.config["SESSION_COOKIE_SECURE"] else "csrf"
-        self.max_age = app.config["ABSOLUTE_TIMEOUT"]
-        self.secure = app.config["SESSION_COOKIE_SECURE"]
-        self.signer = TimestampSigner(app.secret_key or "", salt=self.SALT)
-
-    def read(self, request: Request) -> str | None:
-        value = request.cookies.get(self.name)
-        if not value:
-            return None
-        try:
-            return self.signer.unsign(value, max_age=self.max_age).decode()
-        except BadSignature:
-            return None
-
-    def write(self, response: Response, token: str) -> None:
-        response.set_cookie(
-            self.name,
-            self.signer.sign(token).decode(),
-            path="/",
-            secure=self.secure,
-            httponly=True,
-            samesite="Lax",
-        )
-
-    def delete(self, response: Response) -> None:
-        response.delete_cookie(
-            self.name, path="/", secure=self.secure, httponly=True, samesite="Lax"
-        )
+def sid_hash(sid: str) -> str:
+    """SHA-256 of a session id: the store's key for its entry and the index's reference to it,
+    so that a listing of either gives no usable session id."""
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class WebappSessionRules(ServerSideSessionInterface):
@@ -124,7 +61,7 @@ class WebappSessionRules(ServerSideSessionInterface):
     def _get_store_id(self, sid: str) -> str:
         """Entries are keyed by SHA-256 of the session id, as the session index is: a listing
         of the store or of the index gives no usable session id."""
-        return self.key_prefix + hashlib.sha256(sid.encode()).hexdigest()
+        return self.key_prefix + sid_hash(sid)
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
         try:
@@ -299,170 +236,6 @@ class SealedEntries:
     def load(self, f: IO[bytes]) -> Any:
         """Never used (CheckedFileSystemCache.get reads with the key): refuse, never unpickle."""
         raise DamagedEntry("read without its store key")
-
-
-class CheckedFileSystemCache(FileSystemCache):
-    """cachelib's FileSystemCache with sealed entries (SealedEntries: never pickle), and a
-    write that fails says so: cachelib only logs an OSError (disk full, folder read-only) and
-    returns False, which would answer a sign-in with a session that does not exist."""
-
-    def __init__(self, cache_dir: str, secret: str | bytes, **kwargs: Any) -> None:
-        super().__init__(cache_dir, **kwargs)
-        self.sealer = SealedEntries(secret)
-        # cachelib's own paths (set, and any other) go through it too: none can pickle.
-        self.serializer = self.sealer  # type: ignore[assignment]
-
-    def set(self, key: str, value: Any, timeout: Any = None, mgmt_element: bool = False) -> bool:
-        """cachelib's write (a temporary file renamed over the entry: never half-written), but
-        one that fails raises and leaves no temporary file behind (cachelib's leaves it on a
-        full disk). No pruning or file count: threshold is 0."""
-        sealed = self.sealer.seal(key, value)
-        header = struct.pack("I", 0 if mgmt_element else self._normalize_timeout(timeout))
-        try:
-            fd, temporary = tempfile.mkstemp(suffix=self._fs_transaction_suffix, dir=self._path)
-        except OSError as error:
-            raise StoreWriteError(f"the session file could not be written: {error}") from error
-        try:
-            with os.fdopen(fd, "wb") as file:  # mkstemp made it 0600
-                file.write(header + sealed)
-            os.replace(temporary, self._get_filename(key))
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise StoreWriteError(f"the session file could not be written: {error}") from error
-        return True
-
-    def get(self, key: str) -> Any:
-        """The entry under `key`; None when there is none or its header says it has expired
-        (as cachelib decides); DamagedEntry when the file is not an entry webapp wrote
-        under this key, expired or not. Other OSErrors go on."""
-        try:
-            with open(self._get_filename(key), "rb", buffering=0) as file:
-                if os.fstat(file.fileno()).st_size > MAX_ENTRY_BYTES:
-                    raise DamagedEntry(f"larger than {MAX_ENTRY_BYTES} bytes")
-                data = file.read()
-        except FileNotFoundError:
-            return None
-        if len(data) < HEADER_BYTES:
-            raise DamagedEntry("shorter than its expiry header")
-        payload = self.sealer.verified(key, data[HEADER_BYTES:])
-        (expires,) = struct.unpack_from("I", data)
-        if expires != 0 and expires < time():
-            return None
-        return self.sealer.decode(payload)
-
-    def entry_name(self, key: str) -> str:
-        """The file name of `key`'s entry (a hash of it: safe to log)."""
-        return os.path.basename(self._get_filename(key))
-
-
-class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
-    """Sessions as sealed files in instance/sessions (0700, files 0600, checked at start),
-    never pruned by cachelib."""
-
-    cache: CheckedFileSystemCache
-
-    def _delete_session(self, store_id: str) -> None:
-        """A delete that fails (read-only folder) says so: cachelib only logs it and returns
-        False, and a sign-out or revocation would answer "done" while any copy of the cookie
-        still works."""
-        if not self.cache.delete(store_id):
-            raise StoreWriteError("the session file could not be deleted (see cachelib's log)")
-
-    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
-        """The stored session, or None; a damaged or foreign entry is no session: logged
-        (its file name, never its content) and deleted. The poll fast path reads here too."""
-        try:
-            data = self.cache.get(store_id)
-        except DamagedEntry as damage:
-            name = self.cache.entry_name(store_id)
-            logger.warning("session file %s ignored and deleted: %s", name, damage)
-            self.cache.delete(store_id)
-            return None
-        except Exception:  # an unreadable file (EIO, EACCES...): no session, as in cachelib
-            logger.warning("session entry could not be read; treated as no session", exc_info=True)
-            return None
-        return self._as_session(data)
-
-    def ping(self) -> None:
-        folder = self.cache._path
-        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
-            raise OSError(f"session folder {folder} is not readable and writable")
-        self.cache.get(KEY_PREFIX + "healthz")
-
-
-class RedisSessionInterface(WebappSessionRules, FlaskSessionRedisInterface):
-    """Sessions in Redis, each key with its session's remaining life as TTL."""
-
-    decoder = msgspec.msgpack.Decoder()
-
-    def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
-        raw = self.client.get(store_id)  # connection errors go on: the app answers 503
-        if not raw:
-            return None
-        try:  # msgpack only: Flask-Session's decoder would fall back to pickle.loads
-            return self._as_session(self.decoder.decode(raw))
-        except msgspec.DecodeError:
-            logger.warning("damaged session entry ignored")
-            return None
-
-    def ping(self) -> None:
-        self.client.ping()
-
-
-#: Seconds a Redis call may take before the request gives up (redis-py waits 5 s by default,
-#: for ever in older versions).
-REDIS_TIMEOUT = 2.0
-
-
-def store_folder(app: Flask) -> str:
-    return os.path.join(app.instance_path, "sessions")
-
-
-def make_interface(app: Flask) -> WebappSessionRules:
-    common = {"key_prefix": KEY_PREFIX, "permanent": False, "sid_length": SID_BYTES}
-    if app.config["SESSION_BACKEND"] == "redis":
-        client = Redis.from_url(
-            app.config["REDIS_URL"],
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            health_check_interval=30,
-        )
-        return RedisSessionInterface(app, client=client, **common)
-    folder = store_folder(app)
-    ensure_private_store(folder)
-    cache = CheckedFileSystemCache(folder, app.config["SECRET_KEY"], threshold=0, mode=0o600)
-    return FileSessionInterface(client=cache, **common)
-
-
-def outage_response(response: Response, message: str | None = None) -> None:
-    """Turn a response into the 503 page or JSON error (used after the view has answered,
-    where Flask's error handlers cannot run); nothing of the original answer survives."""
-    from .errors import unavailable_response
-
-    answer = unavailable_response(message or OUTAGE_MESSAGE)
-    response.status_code = 503
-    response.headers.pop("Location", None)
-    del response.headers["Set-Cookie"]  # e.g. no remember-me cookie for a sign-in that failed
-    response.headers["Retry-After"] = answer.headers["Retry-After"]
-    response.headers["Content-Type"] = answer.headers["Content-Type"]
-    response.set_data(answer.get_data())
-
-
-def refuse_during_outage() -> Response | None:
-    """before_request: a request whose session could not be opened gets 503."""
-    if getattr(session, "outage", False) and request.endpoint not in OUTAGE_EXEMPT:
-        from .errors import unavailable_response
-
-        return unavailable_response(OUTAGE_MESSAGE)
-    return None
-
-
-def init_app(app: Flask) -> None:
-    interface = make_interface(app)
-    interface.csrf_cookie = AnonymousCsrfCookie(app)
-    app.session_interface = interface
-    app.before_request(refuse_during_outage)
 
 
 def session_interface(app: Flask) -> WebappSessionRules:

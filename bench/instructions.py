@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 USERNAME = "bench"
 PASSWORD = "bench correct horse battery staple"
@@ -122,7 +122,6 @@ def app_env(instance: Path, backend: dict[str, str] | None = None) -> dict[str, 
     env = {
         "WEBAPP_INSTANCE_PATH": str(instance),
         "WEBAPP_SECURE_COOKIES": "false",
-        "WEBAPP_BENCHMARK": "true",
         "WEBAPP_TOUCH_INTERVAL": str(TOUCH_INTERVAL),
         **(backend or {}),
     }
@@ -147,17 +146,17 @@ def environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def load_app(env: dict[str, str]) -> Any:
-    """The app as wsgi.py builds it (create_app() reading WEBAPP_* variables)."""
-    from webapp import create_app
+    """The app as the bench's gunicorn builds it (create_app() reading WEBAPP_* variables)."""
+    from counted_app import create_counted_app
 
     with environment(env):
-        return create_app()
+        return create_counted_app()
 
 
 def sign_in(app: Any) -> str:
     """GET /login, POST the form with its CSRF token (Argon2 at its configured cost): the sid."""
-    from webapp.accounts import create_user
     from webapp.db import get_db
+    from webapp.users import create_user
 
     with app.app_context():
         create_user(get_db(), USERNAME, PASSWORD)

@@ -15,10 +15,10 @@ from flask import current_app, request
 from sqlalchemy import delete, select, update
 from ua_parser import parse
 
-from . import clock
-from .db import get_db
-from .models import User, UserSession
-from .session_store import session_interface
+from .. import clock
+from ..db import get_db
+from ..models import User, UserSession
+from .store import session_interface
 
 
 def sid_hash(sid: str) -> str:

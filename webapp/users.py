@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from .models import RememberToken, User
 from .passwords import passwords, policy_error
-from .session_index import revoke_all
+from .sessions.index import revoke_all
 
 USERNAME_MAX = 64
 USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")

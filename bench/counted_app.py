@@ -1,6 +1,8 @@
-"""Benchmark-only routes (WEBAPP_BENCHMARK=true; never on in production): a bare JSON route to
-compare the poll against, and counters of what the app wrote, so that `make bench` counts
-store writes and database queries per poll instead of assuming them."""
+"""The app as `make bench` serves it: webapp's own app (create_app(), as wsgi.py builds it) plus
+a bare JSON route inside it and counters of what the app wrote, so that the bench counts store
+writes and database queries per poll instead of assuming them. Benchmark-only: it lives here,
+never in the webapp package. gunicorn: `--pythonpath bench 'counted_app:create_counted_app()'`.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +11,20 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify
 from sqlalchemy import event
 
-from .db import engine_of
-from .session_store import session_interface
+from webapp import create_app
+from webapp.db import engine_of
+from webapp.extensions import csrf
+from webapp.sessions.store import session_interface
 
 bp = Blueprint("bench", __name__, url_prefix="/__bench")
 COUNTS = {"store_writes": 0, "store_deletes": 0, "db_queries": 0, "db_writes": 0}
+#: gunicorn's argument for this app.
+WSGI_APP = "counted_app:create_counted_app()"
 
 
 @bp.get("/bare")
 def bare() -> Response:
-    """The baseline: a JSON answer through the same app, hooks and server, doing nothing."""
+    """A JSON answer through the same app, hooks and server, doing nothing."""
     return jsonify(message="hello")
 
 
@@ -40,12 +46,9 @@ def _count_queries(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
         COUNTS["db_writes"] += 1
 
 
-def init_app(app: Flask) -> None:
-    if not app.config["BENCHMARK"]:
-        return
+def instrument(app: Flask) -> Flask:
+    """Add the bare route and the counters to a built app."""
     app.register_blueprint(bp)
-    from .extensions import csrf
-
     csrf.exempt(bp)
     event.listen(engine_of(app), "before_cursor_execute", _count_queries)
     interface = session_interface(app)
@@ -60,4 +63,9 @@ def init_app(app: Flask) -> None:
         delete(*args)
 
     interface._upsert_session = counted_upsert  # type: ignore[method-assign,assignment]
-    interface._delete_session = counted_delete
+    interface._delete_session = counted_delete  # type: ignore[method-assign]
+    return app
+
+
+def create_counted_app(test_config: Any = None) -> Flask:
+    return instrument(create_app(test_config))

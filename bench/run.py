@@ -11,7 +11,7 @@ measures, in interleaved rounds reporting medians:
 - per request, counted by the app on a one-worker server (the counters are per process):
   store writes, database queries and writes; and the Set-Cookie headers on the responses;
 - the JSON poll with about a hundred stored sessions and with 100,000;
-- then, in-process (tests/bench/instructions.py): instructions per request counted by
+- then, in-process (bench/instructions.py): instructions per request counted by
   callgrind, and CPU time per request, for the same scenarios: figures this shared machine
   repeats, unlike req/s.
 
@@ -57,11 +57,13 @@ from typing import Any
 # instructions.py lies beside this file, which is run as a script or loaded by its path;
 # ports.py one folder up
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
+import counted_app
 import instructions
-from ports import free_port
+from support.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 LUA = Path(__file__).resolve().with_name("count.lua")
@@ -218,7 +220,6 @@ def app_environment(instance: Path) -> dict[str, str]:
     env.update(
         WEBAPP_INSTANCE_PATH=str(instance),
         WEBAPP_SECURE_COOKIES="false",
-        WEBAPP_BENCHMARK="true",
         LOG_LEVEL="info",  # the "Booting worker" lines are read
         **BACKEND_ENV,
     )
@@ -269,6 +270,9 @@ class Server:
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 *self.workers.args(),
+                "--pythonpath",
+                str(HERE),
+                counted_app.WSGI_APP,
             ]
             with self.access_log.open("ab") as out, self.error_log.open("ab") as err:
                 self.process = subprocess.Popen(
@@ -372,8 +376,7 @@ def copy_sessions(instance: Path, sid: str, count: int, *, older_by: float = 0) 
 
     from webapp.db import get_db
     from webapp.models import UserSession
-    from webapp.session_index import sid_hash
-    from webapp.session_store import session_interface
+    from webapp.sessions.store import session_interface, sid_hash
 
     app = bench_app(instance)
     interface = session_interface(app)
@@ -980,7 +983,7 @@ def full_run(args: argparse.Namespace, work: Path, run: Run) -> Report:
 
 
 def instruction_counts(args: argparse.Namespace, work: Path) -> list[str]:
-    """The in-process table (tests/bench/instructions.py): callgrind's instruction counts and
+    """The in-process table (bench/instructions.py): callgrind's instruction counts and
     CPU time per request, after every wrk run (valgrind would take a core from them)."""
     progress("instructions per request: preparing, then the app under callgrind")
     began = time.monotonic()

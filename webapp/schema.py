@@ -1,5 +1,5 @@
-"""Schema migrations with Alembic: `flask --app webapp db upgrade|current|check|revision`, and
-what webapp.db checks at start.
+"""The database schema: its state, the migration lock, migrations with Alembic, and the check
+at start (ensure_schema; the `flask --app webapp db` commands are in cli.py).
 
 The revisions live in webapp/migrations (inside the package, so an installed webapp carries
 them); Alembic is configured here, in Python, with no alembic.ini. Every migration runs on one
@@ -34,11 +34,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from flask import Flask, current_app
-from flask.cli import AppGroup
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 #: Where the revisions are (env.py, versions/).
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -371,78 +368,29 @@ def upgrade(engine: Engine) -> tuple[SchemaState, SchemaState]:
     return before, after
 
 
-db = AppGroup("db", help="The database schema: upgrade it, show or check its revision.")
+def ensure_schema(engine: Engine) -> None:
+    """Make sure the schema is at the latest revision, or raise SchemaError.
 
-
-@contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Database and Alembic failures as one line on stderr and exit status 1."""
-    try:
-        yield
-    except SQLAlchemyError as error:
-        raise click.ClickException(
-            f"database unreachable or failing: {error.__class__.__name__}: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    except CommandError as error:
-        raise click.ClickException(f"migration failed: {error}") from None
-
-
-def _engine() -> Engine:
-    from .db import engine_of
-
-    return engine_of(current_app)
-
-
-@db.command("upgrade")
-def upgrade_command() -> None:
-    """Upgrade the database to the latest schema revision (creates the tables when it is
-    empty). Run it before starting webapp after an update; safe to repeat."""
-    with _clear_errors():
-        before, after = upgrade(_engine())
-    if before.revisions == after.revisions:
-        click.echo(f"Database already at the latest revision ({after.head}).")
-    else:
-        click.echo(f"Database upgraded: was {before.describe()}, now {after.describe()}.")
-
-
-@db.command("current")
-def current_command() -> None:
-    """Show the database's schema revision."""
-    with _clear_errors():
-        state = state_of(_engine())
-    click.echo(state.describe())
-
-
-@db.command("check")
-def check_command() -> None:
-    """Exit 0 when the database is at the latest revision, 1 otherwise."""
-    with _clear_errors():
-        state = state_of(_engine())
+    Only an empty database is migrated here (and a pre-migrations one stamped); both under the
+    migration lock, so that of several processes starting at once exactly one does it and the
+    others find it done.
+    """
+    state = state_of(engine)
+    if state.at_head:
+        return
+    if not state.revisions:
+        with migration_connection(engine) as connection:
+            state = read_state(connection)  # someone may have done it while we waited
+            if state.empty:
+                run_upgrade(connection)
+                log.info("empty database: created the schema at revision %s", state.head)
+            elif state.tables and not state.revisions:
+                adopt(connection, repair=False)
+                log.info(
+                    "database made before migrations: adopted at revision %s",
+                    INITIAL_REVISION,
+                )
+            state = read_state(connection)
     problem = state.problem()
     if problem:
-        raise click.ClickException(problem)
-    click.echo(f"Database at the latest revision ({state.head}).")
-
-
-@db.command("revision")
-@click.option("-m", "--message", required=True, help="What the revision does.")
-@click.option(
-    "--autogenerate", is_flag=True, help="Fill it in from webapp/models.py (database at latest)."
-)
-def revision_command(message: str, autogenerate: bool) -> None:
-    """Write a new revision into webapp/migrations/versions (for developers)."""
-    latest = head()
-    rev_id = f"{int(latest) + 1:04d}" if latest.isdigit() else None
-    with _clear_errors(), _engine().connect() as connection:
-        written = command.revision(
-            alembic_config(connection), message=message, autogenerate=autogenerate, rev_id=rev_id
-        )
-    _scripts.cache_clear()
-    for script in written if isinstance(written, list) else [written]:
-        if script is not None:
-            click.echo(f"Wrote {script.path}")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(db)
+        raise SchemaError(problem)

@@ -15,10 +15,12 @@ from flask_login import current_user, login_user, logout_user
 from flask_session.base import ServerSideSession
 from flask_wtf.csrf import generate_csrf
 
-from . import clock, events, remember, session_index, throttle
-from .db import get_db
-from .models import User
-from .session_store import current_session, session_interface
+from .. import clock, events, throttle
+from ..db import get_db
+from ..models import User
+from . import index as session_index
+from . import remember
+from .store import current_session, session_interface
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
--- wrk script for tests/bench/run.py: counts what wrk's own summary does not (responses per
+-- wrk script for bench/run.py: counts what wrk's own summary does not (responses per
 -- status, responses carrying Set-Cookie) and prints every number run.py needs as one JSON
 -- line, so that nothing is parsed out of wrk's human-readable text.
 -- Headers (cookie, HX-Request, X-Session-State) come from wrk's -H options.

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ports import free_port
+from support.ports import free_port
 
 START_TIMEOUT = 10.0
 

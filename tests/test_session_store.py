@@ -13,7 +13,6 @@ from helpers import PASSWORD, csrf_token, session_cookie, store_files
 
 from webapp.db import get_db
 from webapp.sessions import files as session_files
-from webapp.sessions import store as session_store
 from webapp.users import create_user
 
 

@@ -15,7 +15,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 # 8 threads: a sign-in holds its thread while Argon2 runs (by design, ~0.2 s); with 4, a few
 # sign-ins left polls half the threads (measured: 0.5x poll throughput during sign-ins; 8
-# threads kept it above 0.7x). BENCHMARKS.md has the figures.
+# threads kept it above 0.7x). docs/benchmarks.md has the figures.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 accesslog = "-"
 errorlog = "-"
@@ -33,7 +33,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # One listening socket per worker (SO_REUSEPORT), so the kernel spreads new connections over
 # the workers evenly. On one shared socket whichever worker wakes first takes a burst of them:
 # measured, a proxy's (or wrk's) few keep-alive connections all landed on one worker in about
-# a third of runs, and polls got one worker's throughput while the other idled (BENCHMARKS.md,
+# a third of runs, and polls got one worker's throughput while the other idled (docs/benchmarks.md,
 # "Target 6"). The cost: connections still queued on a worker that dies are reset, unless the
 # kernel hands them on (sysctl net.ipv4.tcp_migrate_req=1; docs/deploy.md).
 reuse_port = True

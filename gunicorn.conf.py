@@ -65,3 +65,10 @@ def on_starting(server):
             except OSError as error:
                 server.log.error("Cannot listen at %s:%s: %s", host, port, error.strerror)
                 sys.exit(1)
+
+
+def post_worker_init(worker):
+    """Each worker prunes expired sessions in the background, one at a time (a file lock)."""
+    from webapp.sessions.pruning import start_background
+
+    start_background(worker.wsgi)

@@ -166,7 +166,11 @@ def test_environment_wins_over_the_instance_file(env_app, tmp_path, monkeypatch)
         ("IDLE_TIMEOUT", "0", "must be a positive whole number"),
         ("SIGNUP", "maybe", "WEBAPP_SIGNUP must be true or false"),
         ("SESSION_BACKEND", "mongo", "WEBAPP_SESSION_BACKEND must be one of"),
-        ("TOUCH_INTERVAL", "5000", "TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT"),
+        (
+            "TOUCH_INTERVAL",
+            "5000",
+            r"WEBAPP_TOUCH_INTERVAL=5000 must be shorter than IDLE_TIMEOUT \(default 1800\)",
+        ),
     ],
 )
 def test_bad_settings_are_refused_at_start_with_their_name(

@@ -11,6 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from . import events
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,6 +38,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         template_folder=data_folder("templates"),
         static_folder=data_folder("static"),
     )
+    if app.logger.level == logging.NOTSET:  # session events are INFO: show them by default
+        app.logger.setLevel(logging.INFO)
+    events.init_app(app)
     ensure_private_folder(app.instance_path)  # before running the config.py it may hold
     app.config.from_mapping(settings.defaults())
     sources: dict[str, str] = {}
@@ -46,8 +50,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     settings.validate(app.config, sources)
-    if app.logger.level == logging.NOTSET:  # session events are INFO: show them by default
-        app.logger.setLevel(logging.INFO)
 
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)

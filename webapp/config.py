@@ -49,6 +49,10 @@ ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
 
+#: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
+#: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
+LOG_POLLS = True
+
 #: The vendored htmx file's Subresource Integrity hash (static/vendor/htmx/VERSION says how to
 #: upgrade); not a setting.
 HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
@@ -73,6 +77,8 @@ SETTINGS = (
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
 )
+#: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
+SERVER_SETTINGS = ("LOG_POLLS",)
 POSITIVE = {
     "IDLE_TIMEOUT",
     "ABSOLUTE_TIMEOUT",
@@ -157,6 +163,16 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         if raw is not None:
             found[name] = _parse(name, raw, globals()[name])
     return found
+
+
+def server_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """SERVER_SETTINGS: their defaults, overridden by WEBAPP_* variables."""
+    return {
+        name: _parse(name, environ[ENV_PREFIX + name], globals()[name])
+        if ENV_PREFIX + name in environ
+        else globals()[name]
+        for name in SERVER_SETTINGS
+    }
 
 
 def load(

@@ -34,7 +34,10 @@ DEPLOY_MD = DOCS / "deploy.md"
 #: Redis session store's address (WEBAPP_SESSION_BACKEND=redis), listed here so the docs may
 #: name it whether or not SETTINGS has it yet. A name in neither fails the tests below.
 EXTRA_SETTINGS = {"INSTANCE_PATH", "REDIS_URL"}
-KNOWN = {config.ENV_PREFIX + name for name in (*config.SETTINGS, *EXTRA_SETTINGS)}
+KNOWN = {
+    config.ENV_PREFIX + name
+    for name in (*config.SETTINGS, *config.SERVER_SETTINGS, *EXTRA_SETTINGS)
+}
 
 #: Paths in the example nginx config that stand for the operator's own (each marked
 #: "# PLACEHOLDER" in the file), swapped for temporary ones before `nginx -t`.

@@ -356,3 +356,15 @@ def test_gunicorn_refuses_a_bad_setting_in_one_line_before_any_worker(tmp_path, 
 def test_the_command_line_refuses_a_bad_setting_in_one_line(tmp_path, settings, line):
     result = start([str(BIN / "flask"), "--app", "webapp", "db", "upgrade"], tmp_path, settings)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", f"Error: {line}\n")
+
+
+def test_gunicorns_master_checks_settings_without_importing_webapp(tmp_path):
+    """So that the workers a HUP starts load the code on disk (and Flask's), not the master's."""
+    code = (
+        "import runpy, sys; conf = runpy.run_path('gunicorn.conf.py'); "
+        "print(conf['control_socket']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('webapp', 'flask')))"
+    )
+    result = start([sys.executable, "-c", code], tmp_path, {})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "instance" / "gunicorn.ctl"), "[]"]

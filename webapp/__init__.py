@@ -26,8 +26,9 @@ def data_folder(name: str) -> str:
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then instance/config.py, then WEBAPP_* variables (or the test
-    mapping instead of both), then the instance folder, extensions and blueprints."""
+    """Build the app: the instance folder (checked before the config.py it may hold runs),
+    defaults, then instance/config.py, then WEBAPP_* variables (or the test mapping instead of
+    both), then extensions and blueprints."""
     from .instance import ensure_private_folder, load_or_create_secret_key
 
     path = (test_config or {}).get("INSTANCE_PATH") or settings.instance_path()

@@ -1,5 +1,6 @@
 """The package: `pip wheel .` builds a wheel that, installed in a fresh virtualenv with the
-locked versions and nothing else, serves the same pages as a checkout, from a folder outside it.
+locked versions and nothing else, serves the same pages as a checkout, from a folder outside it;
+setup.cfg declares every package the code imports.
 
 Needs the package registry (or pip's and uv's caches): the build fetches setuptools, uv the
 locked packages.
@@ -7,7 +8,10 @@ locked packages.
 
 from __future__ import annotations
 
+import ast
+import configparser
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -17,6 +21,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -168,3 +174,31 @@ def test_the_installed_wheel_migrates_into_flasks_instance_folder(venv: Path, tm
     instance = venv / "var" / "webapp-instance"
     assert (instance / "webapp.db").is_file()
     assert (instance / "secret_key").is_file()
+
+
+def imported_packages(*paths: Path) -> set[str]:
+    """The top-level names of what `paths` import, less the standard library and webapp."""
+    names = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"webapp"}
+
+
+def test_every_package_the_code_imports_is_declared():
+    """A package that comes only as another's dependency may leave with it, or move on."""
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    lines = setup["options"]["install_requires"].splitlines()
+    declared = {canonicalize_name(Requirement(line).name) for line in lines if line.strip()}
+    sources = [*(ROOT / "webapp").rglob("*.py"), ROOT / "wsgi.py", ROOT / "gunicorn.conf.py"]
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {
+        name: distributions.get(name, [name])
+        for name in imported_packages(*sources)
+        if not {canonicalize_name(d) for d in distributions.get(name, [name])} & declared
+    }
+    assert undeclared == {}, "add to install_requires in setup.cfg, then run make lock"

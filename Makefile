@@ -3,7 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BIND ?= 127.0.0.1:8000
+# What .venv holds, one stamp each: the serving packages (make run), then the test tools too
+# (make test and the rest), at the exact versions of requirements.txt / requirements-test.txt.
+SERVE_STAMP := $(VENV)/.serve-installed
 STAMP := $(VENV)/.installed
+# How `make lock` writes both files from setup.cfg's ranges (for any platform, Python 3.11+).
+LOCK := $(BIN)/uv pip compile setup.cfg --quiet --generate-hashes --universal \
+	--python-version 3.11 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 # Debian packages the test suite drives (browser tests use Debian's chromium, never a
 # browser downloaded by Playwright), each with a file that shows it is installed.
 TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
@@ -12,26 +18,38 @@ TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
 	valgrind:/usr/bin/valgrind
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench stress screenshots system-deps clean
+.PHONY: help run test lint lock bench stress screenshots system-deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): setup.cfg pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The locked versions, hash-checked; then webapp itself, whose ranges they must meet.
+$(SERVE_STAMP): requirements.txt setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; \
+		echo "requirements.txt does not meet setup.cfg: run make lock"; exit 1; }
 	@touch $@
 
-run: $(STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:port to move)
-	@echo "webapp: serving http://$(BIND)/  (Ctrl-C stops)"
-	@echo "  Secure cookies are OFF (WEBAPP_SECURE_COOKIES=false): plain HTTP is for loopback"
-	@echo "  development only; behind TLS leave them on."
-	@echo "  First account: open http://$(BIND)/signup, or run"
-	@echo "    $(BIN)/flask --app webapp users create YOURNAME"
-	$(BIN)/flask --app webapp db upgrade
-	WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false} BIND=$(BIND) \
-		$(BIN)/gunicorn -c gunicorn.conf.py
+$(STAMP): $(SERVE_STAMP) requirements-test.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.txt
+	@touch $@
+
+# Plain HTTP on loopback (no secure cookies) and no /session polls in the access log, unless
+# the environment says otherwise; gunicorn.conf.py prints the banner once a worker listens.
+run: $(SERVE_STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:port to move)
+	@export WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false} \
+		WEBAPP_LOG_POLLS=$${WEBAPP_LOG_POLLS:-false} RUN_BANNER=1 BIND=$(BIND) && \
+	$(BIN)/flask --app webapp db upgrade && \
+	exec $(BIN)/gunicorn -c gunicorn.conf.py
+
+lock: | $(BIN)/python ## Rewrite requirements*.txt from setup.cfg, pins kept (UPGRADE=1: newest allowed)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.txt
+	$(LOCK) -o requirements.txt
+	$(LOCK) --extra test -c requirements.txt -o requirements-test.txt
 
 system-deps: ## Install the Debian packages the tests need (as root), or say which
 	@missing=""; for dep in $(TEST_DEBS); do \

@@ -15,6 +15,9 @@ from webapp import create_app
 from webapp.config import ConfigError, from_environment
 from webapp.instance import InstanceError
 
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 def env_app(tmp_path, monkeypatch):
@@ -166,7 +169,11 @@ def test_environment_wins_over_the_instance_file(env_app, tmp_path, monkeypatch)
         ("IDLE_TIMEOUT", "0", "must be a positive whole number"),
         ("SIGNUP", "maybe", "WEBAPP_SIGNUP must be true or false"),
         ("SESSION_BACKEND", "mongo", "WEBAPP_SESSION_BACKEND must be one of"),
-        ("TOUCH_INTERVAL", "5000", "TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT"),
+        (
+            "TOUCH_INTERVAL",
+            "5000",
+            r"WEBAPP_TOUCH_INTERVAL=5000 must be shorter than IDLE_TIMEOUT \(default 1800\)",
+        ),
     ],
 )
 def test_bad_settings_are_refused_at_start_with_their_name(
@@ -268,3 +275,96 @@ def test_proxy_hops_trusts_forwarded_client_address(app_config):
     assert plain.test_client().get("/_ip", headers={"X-Forwarded-For": "203.0.113.9"}).text != (
         "203.0.113.9"
     )
+
+
+def test_a_rule_between_settings_names_what_the_user_set(env_app, monkeypatch):
+    monkeypatch.setenv("WEBAPP_IDLE_TIMEOUT", "300")
+    monkeypatch.setenv("WEBAPP_TOUCH_INTERVAL", "600")
+    with pytest.raises(ConfigError) as refused:
+        env_app()
+    assert refused.value.format_message() == (
+        "WEBAPP_TOUCH_INTERVAL=600 must be shorter than WEBAPP_IDLE_TIMEOUT=300"
+    )
+
+
+def test_a_setting_from_the_instance_file_is_named_with_the_file(env_app, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    (instance / "config.py").write_text("IDLE_TIMEOUT = 30\nPOLL_SECONDS = 'often'\n")
+    with pytest.raises(ConfigError) as refused:
+        env_app()
+    assert refused.value.format_message() == (
+        f"POLL_SECONDS in {instance / 'config.py'} must be a positive whole number of seconds, "
+        "got 'often'"
+    )
+    (instance / "config.py").write_text("IDLE_TIMEOUT = 30\n")
+    with pytest.raises(ConfigError) as refused:
+        env_app()
+    assert refused.value.format_message() == (
+        f"TOUCH_INTERVAL (default 60) must be shorter than IDLE_TIMEOUT = 30 in "
+        f"{instance / 'config.py'}"
+    )
+
+
+def test_an_instance_folder_open_to_all_is_refused_before_its_config_runs(env_app, tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    os.chmod(instance, 0o777)  # noqa: S103 (the case under test)
+    (instance / "config.py").write_text("raise SystemExit('ran')\n")
+    with pytest.raises(InstanceError):
+        env_app()
+
+
+#: A bad setting of each kind, and the one line that says so.
+BAD_SETTINGS = [
+    (
+        {"WEBAPP_IDLE_TIMEOUT": "2m"},
+        "WEBAPP_IDLE_TIMEOUT must be a whole number of seconds (default 1800), got '2m'",
+    ),
+    (
+        {"WEBAPP_TOUCH_INTERVAL": "4000"},
+        "WEBAPP_TOUCH_INTERVAL=4000 must be shorter than IDLE_TIMEOUT (default 1800)",
+    ),
+    (
+        {"WEBAPP_LOG_POLLS": "maybe"},
+        "WEBAPP_LOG_POLLS must be true or false (or 1/0, yes/no, on/off), got 'maybe'",
+    ),
+]
+
+
+def start(command: list[str], tmp_path: Path, settings: dict[str, str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
+    env.update(settings, WEBAPP_INSTANCE_PATH=str(tmp_path / "instance"))
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(("settings", "line"), BAD_SETTINGS)
+def test_gunicorn_refuses_a_bad_setting_in_one_line_before_any_worker(tmp_path, settings, line):
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", "127.0.0.1:0"]
+    result = start(command, tmp_path, settings)
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [entry for entry in lines if "[ERROR]" in entry] == [
+        next(entry for entry in lines if entry.endswith(f"[ERROR] {line}"))
+    ]
+    assert not any("Booting worker" in entry or "Traceback" in entry for entry in lines)
+
+
+@pytest.mark.parametrize(("settings", "line"), BAD_SETTINGS[:2])
+def test_the_command_line_refuses_a_bad_setting_in_one_line(tmp_path, settings, line):
+    result = start([str(BIN / "flask"), "--app", "webapp", "db", "upgrade"], tmp_path, settings)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", f"Error: {line}\n")
+
+
+def test_gunicorns_master_checks_settings_without_importing_webapp(tmp_path):
+    """So that the workers a HUP starts load the code on disk (and Flask's), not the master's."""
+    code = (
+        "import runpy, sys; conf = runpy.run_path('gunicorn.conf.py'); "
+        "print(conf['control_socket']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('webapp', 'flask')))"
+    )
+    result = start([sys.executable, "-c", code], tmp_path, {})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "instance" / "gunicorn.ctl"), "[]"]

@@ -30,11 +30,14 @@ ENV_FILE = EXAMPLES / "webapp.env"
 DEPLOY_MD = DOCS / "deploy.md"
 
 #: The only WEBAPP_* names allowed besides webapp.config.SETTINGS: INSTANCE_PATH is read from
-#: the environment alone (webapp.instance_path()), before any setting; REDIS_URL is the Redis
-#: session store's address (WEBAPP_SESSION_BACKEND=redis), listed here so the docs may name it
-#: whether or not SETTINGS has it yet. A name in neither fails the tests below.
+#: the environment alone (webapp.config.instance_path()), before any setting; REDIS_URL is the
+#: Redis session store's address (WEBAPP_SESSION_BACKEND=redis), listed here so the docs may
+#: name it whether or not SETTINGS has it yet. A name in neither fails the tests below.
 EXTRA_SETTINGS = {"INSTANCE_PATH", "REDIS_URL"}
-KNOWN = {config.ENV_PREFIX + name for name in (*config.SETTINGS, *EXTRA_SETTINGS)}
+KNOWN = {
+    config.ENV_PREFIX + name
+    for name in (*config.SETTINGS, *config.SERVER_SETTINGS, *EXTRA_SETTINGS)
+}
 
 #: Paths in the example nginx config that stand for the operator's own (each marked
 #: "# PLACEHOLDER" in the file), swapped for temporary ones before `nginx -t`.
@@ -311,7 +314,7 @@ def env_assignments() -> dict[str, str]:
 def test_env_file_names_only_real_settings():
     mentioned = set(re.findall(r"WEBAPP_[A-Z0-9_]+", ENV_FILE.read_text(encoding="utf-8")))
     assert mentioned - KNOWN == set()
-    assert "WEBAPP_INSTANCE_PATH" in (ROOT / "webapp" / "__init__.py").read_text(encoding="utf-8")
+    assert "INSTANCE_PATH" in (ROOT / "webapp" / "config.py").read_text(encoding="utf-8")
     # The others are gunicorn.conf.py's.
     gunicorn_conf = (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
     gunicorn_vars = set(re.findall(r'os\.environ\.get\("(\w+)"', gunicorn_conf))

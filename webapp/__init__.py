@@ -11,40 +11,47 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from . import events
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 __all__ = ["create_app"]
 
 
-def instance_path() -> str:
-    return os.path.abspath(os.environ.get("WEBAPP_INSTANCE_PATH") or os.path.join(ROOT, "instance"))
+def data_folder(name: str) -> str:
+    """templates/ or static/: inside the package when installed from the wheel (setup.cfg
+    maps them there), else at the top of the checkout, beside the package."""
+    inside = os.path.join(PACKAGE, name)
+    return inside if os.path.isdir(inside) else os.path.join(os.path.dirname(PACKAGE), name)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then instance/config.py, then WEBAPP_* variables (or the test
-    mapping instead of both), then the instance folder, extensions and blueprints."""
-    path = (test_config or {}).get("INSTANCE_PATH") or instance_path()
+    """Build the app: the instance folder (checked before the config.py it may hold runs),
+    defaults, then instance/config.py, then WEBAPP_* variables (or the test mapping instead of
+    both), then extensions and blueprints."""
+    from .instance import ensure_private_folder, load_or_create_secret_key
+
+    path = (test_config or {}).get("INSTANCE_PATH") or settings.instance_path()
     app = Flask(
         __name__,
         instance_path=path,
         instance_relative_config=True,
-        template_folder=os.path.join(ROOT, "templates"),
-        static_folder=os.path.join(ROOT, "static"),
+        template_folder=data_folder("templates"),
+        static_folder=data_folder("static"),
     )
-    app.config.from_mapping(settings.defaults())
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_mapping(settings.from_environment())
-    else:
-        app.config.from_mapping(test_config)
-    settings.validate(app.config)
     if app.logger.level == logging.NOTSET:  # session events are INFO: show them by default
         app.logger.setLevel(logging.INFO)
+    events.init_app(app)
+    ensure_private_folder(app.instance_path)  # before running the config.py it may hold
+    app.config.from_mapping(settings.defaults())
+    sources: dict[str, str] = {}
+    if test_config is None:
+        given, sources = settings.load(app.instance_path)
+        app.config.from_mapping(given)
+    else:
+        app.config.from_mapping(test_config)
+    settings.validate(app.config, sources)
 
-    from .instance import ensure_private_folder, load_or_create_secret_key
-
-    ensure_private_folder(app.instance_path)
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
     _configure_flask(app)

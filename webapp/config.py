@@ -1,10 +1,18 @@
-"""Every setting with its default; overridden by instance/config.py, then WEBAPP_* variables."""
+"""Every setting with its default; overridden by instance/config.py, then WEBAPP_* variables.
+
+Standard library and click only: gunicorn.conf.py runs this file in gunicorn's master, to
+refuse a bad setting once, before any worker starts, without importing the webapp package.
+"""
 
 from __future__ import annotations
 
 import os
+import runpy
+import sys
 from collections.abc import Mapping
 from typing import Any
+
+import click
 
 #: Signs CSRF tokens. Left empty, a key is generated once into instance/secret_key (0600) and
 #: shared by every worker; several hosts must share one explicit key.
@@ -41,6 +49,10 @@ ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
 
+#: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
+#: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
+LOG_POLLS = True
+
 #: The vendored htmx file's Subresource Integrity hash (static/vendor/htmx/VERSION says how to
 #: upgrade); not a setting.
 HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
@@ -65,6 +77,8 @@ SETTINGS = (
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
 )
+#: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
+SERVER_SETTINGS = ("LOG_POLLS",)
 POSITIVE = {
     "IDLE_TIMEOUT",
     "ABSOLUTE_TIMEOUT",
@@ -77,15 +91,48 @@ POSITIVE = {
     "MAX_CONTENT_LENGTH",
 }
 SESSION_BACKENDS = ("filesystem", "redis")
+#: What the whole-number settings count, for messages.
+UNITS = {
+    "IDLE_TIMEOUT": "seconds",
+    "ABSOLUTE_TIMEOUT": "seconds",
+    "TOUCH_INTERVAL": "seconds",
+    "FRESH_TIMEOUT": "seconds",
+    "REMEMBER_DURATION": "seconds",
+    "POLL_SECONDS": "seconds",
+    "ARGON2_MEMORY_COST": "KiB",
+    "MAX_CONTENT_LENGTH": "bytes",
+}
+#: `load()`'s mark for a setting given as a WEBAPP_* variable (else it names the file).
+ENVIRONMENT = "environment"
+INSTANCE_CONFIG_FILE = "config.py"
 
 
-class ConfigError(ValueError):
-    """A setting has a value webapp cannot use; the message names the setting."""
+class ConfigError(click.ClickException):
+    """A setting has a value webapp cannot use; the message names the setting and what it
+    accepts. A ClickException, like instance.InstanceError: `flask --app webapp ...` prints
+    the message alone, and gunicorn.conf.py logs it as one line."""
 
 
 def defaults() -> dict[str, Any]:
     """The documented defaults, as a fresh dict."""
     return {name: globals()[name] for name in (*SETTINGS, "HTMX_INTEGRITY")}
+
+
+def instance_path(environ: Mapping[str, str] = os.environ) -> str:
+    """WEBAPP_INSTANCE_PATH; else instance/ beside the package in a checkout, or, installed from
+    the wheel (templates/ inside the package), Flask's place: <prefix>/var/webapp-instance."""
+    if environ.get(ENV_PREFIX + "INSTANCE_PATH"):
+        return os.path.abspath(environ[ENV_PREFIX + "INSTANCE_PATH"])
+    package = os.path.dirname(os.path.abspath(__file__))
+    if os.path.isdir(os.path.join(package, "templates")):
+        return os.path.join(sys.prefix, "var", "webapp-instance")
+    return os.path.join(os.path.dirname(package), "instance")
+
+
+def _whole_number(name: str, kind: str = "") -> str:
+    """What a whole-number setting accepts, in words: "a positive whole number of seconds"."""
+    unit = f" of {UNITS[name]}" if name in UNITS else ""
+    return f"a {kind}whole number{unit}"
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
@@ -95,12 +142,16 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{ENV_PREFIX}{name} must be true or false, got {raw!r}")
+        raise ConfigError(
+            f"{ENV_PREFIX}{name} must be true or false (or 1/0, yes/no, on/off), got {raw!r}"
+        )
     if isinstance(default, int):
         try:
             return int(raw.strip())
         except ValueError:
-            raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, got {raw!r}") from None
+            raise ConfigError(
+                f"{ENV_PREFIX}{name} must be {_whole_number(name)} (default {default}), got {raw!r}"
+            ) from None
     return raw
 
 
@@ -114,25 +165,73 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     return found
 
 
-def validate(config: Mapping[str, Any]) -> None:
-    """Refuse at start-up, with the setting's name, values that would misbehave later."""
+def server_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """SERVER_SETTINGS: their defaults, overridden by WEBAPP_* variables."""
+    return {
+        name: _parse(name, environ[ENV_PREFIX + name], globals()[name])
+        if ENV_PREFIX + name in environ
+        else globals()[name]
+        for name in SERVER_SETTINGS
+    }
+
+
+def load(
+    path: str, environ: Mapping[str, str] = os.environ
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings that `path`/config.py and then the WEBAPP_* variables give, and where each
+    came from (ENVIRONMENT, or the file's path), for validate()'s messages."""
+    file = os.path.join(path, INSTANCE_CONFIG_FILE)
+    given = {}
+    if os.path.isfile(file):  # like Flask's from_pyfile: every upper-case name it defines
+        given = {k: v for k, v in runpy.run_path(file).items() if k.isupper()}
+    sources = dict.fromkeys(given, file)
+    from_env = from_environment(environ)
+    given.update(from_env)
+    sources.update(dict.fromkeys(from_env, ENVIRONMENT))
+    return given, sources
+
+
+def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
+    """Refuse at start-up values that would misbehave later; each message names the setting
+    as the user gave it (`sources`, from load()) and what it accepts."""
+    sources = sources or {}
+
+    def label(name: str) -> str:
+        source = sources.get(name, ENVIRONMENT)
+        return f"{ENV_PREFIX}{name}" if source == ENVIRONMENT else f"{name} in {source}"
+
+    def given(name: str) -> str:
+        """The setting with its value: as the user set it, or as its default."""
+        value, source = config[name], sources.get(name)
+        if source == ENVIRONMENT:
+            return f"{ENV_PREFIX}{name}={value}"
+        if source is not None:
+            return f"{name} = {value!r} in {source}"
+        return f"{name} (default {value!r})" if value == globals()[name] else f"{name}={value!r}"
+
     for name in POSITIVE:
         value = config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{ENV_PREFIX}{name} must be a positive whole number, got {value!r}")
+            raise ConfigError(
+                f"{label(name)} must be {_whole_number(name, 'positive ')}, got {value!r}"
+            )
     for name in ("TOUCH_INTERVAL", "PROXY_HOPS"):
-        if not isinstance(config[name], int) or config[name] < 0:
-            raise ConfigError(f"{ENV_PREFIX}{name} must be zero or more, got {config[name]!r}")
+        value = config[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(
+                f"{label(name)} must be {_whole_number(name)}, zero or more, got {value!r}"
+            )
     if config["TOUCH_INTERVAL"] >= config["IDLE_TIMEOUT"]:
-        raise ConfigError(f"{ENV_PREFIX}TOUCH_INTERVAL must be shorter than IDLE_TIMEOUT")
+        raise ConfigError(f"{given('TOUCH_INTERVAL')} must be shorter than {given('IDLE_TIMEOUT')}")
+    if config["SESSION_BACKEND"] not in SESSION_BACKENDS:
+        raise ConfigError(
+            f"{label('SESSION_BACKEND')} must be one of {', '.join(SESSION_BACKENDS)}, "
+            f"got {config['SESSION_BACKEND']!r}"
+        )
     if config["SESSION_BACKEND"] == "redis" and not str(config["REDIS_URL"]).startswith(
         ("redis://", "rediss://", "unix://")
     ):
         raise ConfigError(
-            f"{ENV_PREFIX}REDIS_URL must be a redis:// URL, got {config['REDIS_URL']!r}"
-        )
-    if config["SESSION_BACKEND"] not in SESSION_BACKENDS:
-        raise ConfigError(
-            f"{ENV_PREFIX}SESSION_BACKEND must be one of {', '.join(SESSION_BACKENDS)}, "
-            f"got {config['SESSION_BACKEND']!r}"
+            f"{label('REDIS_URL')} must be a redis://, rediss:// or unix:// URL "
+            f"(with {given('SESSION_BACKEND')}), got {config['REDIS_URL']!r}"
         )

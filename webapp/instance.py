@@ -19,8 +19,10 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 class InstanceError(click.ClickException):
     """The instance folder or a file in it is unusable; the message says how to fix it.
 
-    A ClickException, like migrate.SchemaError: `flask --app webapp ...` prints the message
-    alone and exits 1; wsgi.py hands it to gunicorn, which prints it and exits 4.
+    A ClickException, like schema.SchemaError: `flask --app webapp ...` prints the message
+    alone and exits 1. Under gunicorn the master checks the instance folder itself
+    (gunicorn.conf.py logs one line, exit 1); for the rest, wsgi.py hands the refusal to
+    gunicorn, which prints it and exits 4.
     """
 
 

@@ -6,7 +6,7 @@ gunicorn: `--pythonpath bench bare_app:app`."""
 
 from flask import Flask
 
-app = Flask(__name__)
+app = Flask(__name__, static_folder=None)  # no /static route either
 
 
 @app.get("/")

@@ -276,7 +276,9 @@ def null_app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> It
 def environ_for(path: str, headers: dict[str, str]) -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
-    builder = EnvironBuilder(path=path, base_url="http://127.0.0.1:8000", headers=headers)
+    builder = EnvironBuilder(
+        path=path, base_url="http://127.0.0.1:8000", headers=list(headers.items())
+    )
     environ: dict[str, Any] = builder.get_environ()
     environ["REMOTE_ADDR"] = "127.0.0.1"
     return environ

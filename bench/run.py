@@ -1008,7 +1008,7 @@ def instruction_counts(args: argparse.Namespace, work: Path) -> list[str]:
 
 def measure_store_size(
     args: argparse.Namespace, work: Path, workers: Workers, run: Run, small: Sessions
-) -> tuple[int, list[WrkResult], int, list[WrkResult]]:
+) -> tuple[int, int, Rounds]:
     """The JSON poll on the main server, its store topped up to --small-store, against a
     second server whose store holds --big-store sessions, in interleaved rounds."""
     fill_store(small.instance, sign_in(small.port), args.small_store)

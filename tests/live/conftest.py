@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gunicorn import BIN, BOOTED, ROOT, Gunicorn, environment, read_log
+from support.gunicorn import BIN, ROOT, Gunicorn, environment, read_log
 
 USERNAME = "alice"
 NAME = "Alice Example"
@@ -67,8 +67,7 @@ class LiveServer:
     """A running gunicorn: where it listens, and what it has logged so far."""
 
     base_url: str
-    access_log: Path
-    error_log: Path
+    gunicorn: Gunicorn
     poll_seconds: int
     #: Every setting the server was started with (`SETTINGS_ENV` names), poll_seconds included.
     settings: dict[str, int] = field(default_factory=dict)
@@ -82,14 +81,11 @@ class LiveServer:
 
     def output(self) -> str:
         """Everything gunicorn wrote, for failure messages."""
-        return (
-            f"--- access log (stdout) ---\n{read_log(self.access_log)}\n"
-            f"--- error log (stderr) ---\n{read_log(self.error_log)}"
-        )
+        return self.gunicorn.output()
 
     def access_lines(self) -> list[AccessLine]:
         lines = []
-        for line in read_log(self.access_log).splitlines():
+        for line in read_log(self.gunicorn.access_log).splitlines():
             if match := ACCESS_LINE.match(line):
                 lines.append(
                     AccessLine(
@@ -99,7 +95,7 @@ class LiveServer:
         return lines
 
     def worker_pids(self) -> set[int]:
-        return {int(pid) for pid in BOOTED.findall(read_log(self.error_log))}
+        return set(self.gunicorn.worker_pids())
 
 
 def _settings(param: Any) -> dict[str, int]:
@@ -168,8 +164,7 @@ def gunicorn(
     ) as server:
         yield LiveServer(
             base_url=server.base_url,
-            access_log=server.access_log,
-            error_log=server.error_log,
+            gunicorn=server,
             poll_seconds=poll_seconds,
             settings={"poll_seconds": poll_seconds, **settings},
         )

@@ -74,7 +74,7 @@ lint: $(STAMP) ## ruff and mypy
 test: $(STAMP) system-deps lint ## The whole suite: lint; files+SQLite and Redis+PostgreSQL; gunicorn, two hosts, browser
 	$(BIN)/pytest --cov --cov-report=term
 
-bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=docs/benchmarks.md to save)
+bench: $(STAMP) system-deps ## /session polls vs a bare Flask app and Flask-Login + Flask-Session, under gunicorn (MARKDOWN=FILE to save)
 	$(BIN)/python bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
 
 stress: $(STAMP) system-deps ## 500 users per store, then anonymous visits; every answer checked (MARKDOWN=FILE to save)

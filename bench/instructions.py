@@ -5,9 +5,11 @@ for a request does not. This module prepares a signed-in instance folder (user, 
 stores of 100 and 100,000 sessions) in the calling process, then runs a driver in a second
 process, `python instructions.py drive PLAN OUT`, under `valgrind --tool=callgrind`. The
 driver builds the app as wsgi.py does (create_app() from WEBAPP_* variables, the bench
-routes on, every middleware gunicorn would call, the poll fast path included) and calls the
-WSGI callable directly with environs prepared once (werkzeug's EnvironBuilder), so neither
-an HTTP client nor gunicorn is counted. Each scenario is warmed up outside collection, then
+routes on, every middleware gunicorn would call, the poll fast path included), the bare Flask
+app (bare_app.py, the baseline of every ratio) and the reference app (reference_app.py:
+Flask-Login + Flask-Session as documented), and calls each WSGI callable directly with
+environs prepared once (werkzeug's EnvironBuilder), so neither an HTTP client nor gunicorn
+is counted. Each scenario is warmed up outside collection, then
 run N and 2N times inside `sys.call_tracing(...)`, which callgrind is told to collect within
 and dump after (--toggle-collect, --dump-after): one dump per run, start-up never counted.
 (I(2N) - I(N)) / N is a request's cost with every fixed cost gone; the same for a WSGI app
@@ -15,7 +17,7 @@ that does nothing (the driver's own loop) is subtracted.
 
 Not counted: the kernel (syscalls: reading the session file, the database's file access),
 gunicorn's own work per request (HTTP parsing, environ, response writing, access log: the
-same for every route, so leaving it out makes a ratio to the bare route stricter, not
+same for every route, so leaving it out makes a ratio to the bare Flask app stricter, not
 kinder), and other threads' waiting. The same driver also runs without valgrind: CPU time
 per request (thread_time, kernel time included) in interleaved rounds, and the unit test
 runs it on a few requests to pin that each scenario answers as intended.
@@ -77,7 +79,7 @@ class Case:
     """One request the driver repeats: which app, what it asks, what must come back."""
 
     label: str
-    app: str  # "main", "big", or "null" (the driver's own cost)
+    app: str  # "main", "big" (webapp), "bare", "reference", or "null" (the driver's own cost)
     path: str
     session: str  # "none", "fresh", "idle"
     expect: int
@@ -86,12 +88,27 @@ class Case:
     htmx: bool = False
     state: bool = False
     target: str = ""  # "ratio" (target 1), "small"/"big" (target 4), "" (shown only)
+    sets_cookie: bool = False  # every answer must (the reference app's refresh), or none may
 
 
 NULL = Case("null WSGI app (the driver's own loop)", "null", "/", "none", 200, "empty", False)
-BARE = Case("bare (/__bench/bare)", "main", "/__bench/bare", "none", 200, "json", False)
+BARE_FLASK = Case("bare Flask app", "bare", "/", "none", 200, "json", False)
+BARE = Case(
+    "bare route in webapp (/__bench/bare)", "main", "/__bench/bare", "none", 200, "json", False
+)
+REFERENCE = Case(
+    "Flask-Login + Flask-Session poll",
+    "reference",
+    "/session",
+    "fresh",
+    200,
+    "json",
+    True,
+    sets_cookie=True,
+)
 CASES = [
     NULL,
+    BARE_FLASK,
     BARE,
     Case("poll JSON", "main", "/session", "fresh", 200, "json", True, target="ratio"),
     Case("poll fragment", "main", "/session", "fresh", 200, "html", True, True, target="ratio"),
@@ -102,6 +119,7 @@ CASES = [
     Case(
         "poll unchanged (204), idle tab", "main", "/session", "idle", 204, "empty", True, True, True
     ),
+    REFERENCE,
 ]
 SMALL = "poll JSON, {n:,} sessions stored"
 
@@ -208,7 +226,11 @@ def _prepare(work: Path, cases: list[Case], *, small: int, big: int) -> dict[str
     from run import copy_sessions, fill_store
 
     apps, sessions_by_app = {}, {}
-    for name in sorted({case.app for case in cases} - {"null"}):
+    reference = None
+    if any(case.app == "reference" for case in cases):
+        reference = work / "instructions-reference"
+        sessions_by_app["reference"] = {"fresh": (sign_in_reference(reference), "")}
+    for name in sorted({case.app for case in cases} - {"null", "bare", "reference"}):
         env = app_env(work / f"instructions-{name}")
         app = load_app(env)
         fresh = sign_in(app)
@@ -226,7 +248,20 @@ def _prepare(work: Path, cases: list[Case], *, small: int, big: int) -> dict[str
         {**vars(case), "headers": headers_for(case, sessions_by_app.get(case.app, {}))}
         for case in cases
     ]
-    return {"apps": apps, "cases": plan_cases}
+    return {"apps": apps, "reference": reference and str(reference), "cases": plan_cases}
+
+
+def sign_in_reference(folder: Path) -> str:
+    """The reference app's user, made in `folder`, signed in: its session id."""
+    import reference_app
+
+    reference_app.prepare(folder, USERNAME, PASSWORD)
+    client = reference_app.create_app(str(folder)).test_client()
+    answer = client.post("/login", data={"username": USERNAME, "password": PASSWORD})
+    cookie = client.get_cookie(COOKIE)
+    if answer.status_code != 303 or cookie is None:
+        raise RuntimeError(f"reference POST /login answered {answer.status_code}, no session")
+    return cookie.value
 
 
 # the driver (under valgrind, or natively) ---------------------------------------------------
@@ -241,7 +276,9 @@ def null_app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> It
 def environ_for(path: str, headers: dict[str, str]) -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
-    builder = EnvironBuilder(path=path, base_url="http://127.0.0.1:8000", headers=headers)
+    builder = EnvironBuilder(
+        path=path, base_url="http://127.0.0.1:8000", headers=list(headers.items())
+    )
     environ: dict[str, Any] = builder.get_environ()
     environ["REMOTE_ADDR"] = "127.0.0.1"
     return environ
@@ -277,8 +314,8 @@ def check(case: dict[str, Any], status: int, headers: dict[str, str], body: byte
     problems = []
     if status != case["expect"]:
         problems.append(f"status {status}, expected {case['expect']}")
-    if "Set-Cookie" in headers:
-        problems.append("it set a cookie")
+    if ("Set-Cookie" in headers) != case["sets_cookie"]:
+        problems.append("it set a cookie" if "Set-Cookie" in headers else "it set no cookie")
     kind = case["kind"]
     content_type = headers.get("Content-Type", "")
     if kind == "empty" and body:
@@ -316,8 +353,13 @@ def drive(
     """Check each case's answer, warm it up, then: "count" turns instrumentation on and runs
     N and 2N requests through sys.call_tracing (callgrind's regions), "time" measures CPU
     time per request in interleaved rounds, "check" stops after the checks."""
+    import bare_app
+    import reference_app
+
     apps = {name: load_app(env) for name, env in plan["apps"].items()}
-    apps["null"] = null_app
+    apps["null"], apps["bare"] = null_app, bare_app.app
+    if plan["reference"]:
+        apps["reference"] = reference_app.create_app(plan["reference"])
     runs = []
     for case in plan["cases"]:
         app, environ = apps[case["app"]], environ_for(case["path"], case["headers"])
@@ -477,8 +519,9 @@ def verdict(met: bool) -> str:
 def report(
     measured: list[Measured], table: Callable[[list[str], list[list[str]]], list[str]]
 ) -> list[str]:
-    """The table (markdown, aligned) and one line per target with its verdict by each measure."""
-    bare = next(m for m in measured if m.label == BARE.label)
+    """The table (markdown, aligned), one line per target with its verdict by each measure,
+    and one for the other baselines."""
+    bare = next(m for m in measured if m.label == BARE_FLASK.label)
     rows = []
     for m in measured:
         rows.append(
@@ -490,7 +533,8 @@ def report(
                 f"{per_round(bare, m):.2f}x",
             ]
         )
-    headers = ["in-process, per request", "instructions", "bare / this", "CPU time", "bare / this"]
+    headers = ["in-process, per request", "instructions", "bare Flask / this", "CPU time"]
+    headers.append("bare Flask / this")
     polls = [m for m in measured if m.target == "ratio"]
     by_count = min(bare.instructions / m.instructions for m in polls)
     by_cpu = min(per_round(bare, m) for m in polls)
@@ -501,19 +545,40 @@ def report(
         *table(headers, rows),
         "",
         f"Target 1 in-process (signed-in poll JSON, fragment and 204 >= {TARGET_RATIO}x the "
-        f"bare route): lowest {by_count:.2f}x by instructions "
+        f"bare Flask app): lowest {by_count:.2f}x by instructions "
         f"({verdict(by_count >= TARGET_RATIO)}), {by_cpu:.2f}x by CPU time "
         f"({verdict(by_cpu >= TARGET_RATIO)}).",
         f"Target 4 in-process ({big.label} within {TARGET_FLAT}x of {small.label}): "
         f"{flat_count:.3f}x by instructions ({verdict(flat_count <= TARGET_FLAT)}), "
         f"{flat_cpu:.2f}x by CPU time ({verdict(flat_cpu <= TARGET_FLAT)}).",
+        baselines(measured, bare),
     ]
+
+
+def baselines(measured: list[Measured], bare: Measured) -> str:
+    """webapp's own bare route and the reference poll against the bare Flask app, and
+    webapp's JSON poll against the reference poll."""
+    by_label = {m.label: m for m in measured}
+    in_app, documented = by_label[BARE.label], by_label[REFERENCE.label]
+    json_poll = next(m for m in measured if m.label == "poll JSON")
+
+    def shown(m: Measured) -> str:
+        by_count = bare.instructions / m.instructions
+        return f"{by_count:.2f}x by instructions, {per_round(bare, m):.2f}x by CPU time"
+
+    return (
+        f"Baselines in-process: the bare route inside webapp {shown(in_app)}; the "
+        f"Flask-Login + Flask-Session poll {shown(documented)}; webapp's JSON poll costs "
+        f"{json_poll.instructions / documented.instructions:.2f}x its instructions and "
+        f"{1 / per_round(documented, json_poll):.2f}x its CPU time."
+    )
 
 
 def method_note(requests: int = REQUESTS) -> str:
     return (
         f"In-process: the app as wsgi.py builds it (bench routes on, poll fast path, "
-        f"every middleware gunicorn calls) called as a WSGI callable with prepared environs; "
+        f"every middleware gunicorn calls), the bare Flask app and the reference app, each "
+        f"called as a WSGI callable with prepared environs; "
         f"gunicorn, the HTTP client and the kernel are not counted. Instructions: callgrind, "
         f"(I(2N) - I(N)) / N with N = {requests}, minus the driver's own loop; repeatable "
         f"within 0.5 % back to back, within a few per cent between runs. CPU time: thread "

@@ -1,12 +1,15 @@
 """`make bench`: what a /session poll costs under gunicorn, measured with wrk.
 
-Starts the app as `make run` does (gunicorn.conf.py) on a free loopback port, from a fresh
-instance folder with the benchmark routes on (WEBAPP_BENCHMARK=true), signs in over HTTP and
-measures, in interleaved rounds reporting medians:
+Starts the app as `make run` does (gunicorn.conf.py, through tests/support/gunicorn.py) on a
+free loopback port, from a fresh instance folder, with the bench's counters and a bare route
+inside it (bench/counted_app.py); beside it, with the same gunicorn settings, a bare Flask app
+(bench/bare_app.py: one JSON route, the baseline of every ratio) and the same poll in
+Flask-Login + Flask-Session as their documentation sets them up (bench/reference_app.py).
+It signs in over HTTP and measures, in interleaved rounds reporting medians:
 
-- the bare route, and polls (JSON, fragment, unchanged → 204) with a fresh session and with
-  an idle tab's session (older than TOUCH_INTERVAL: its cached user has expired, and polls
-  never refresh it);
+- the bare Flask app, the bare route inside webapp, and polls (JSON, fragment, unchanged →
+  204) with a fresh session and with an idle tab's session (older than TOUCH_INTERVAL: its
+  cached user has expired, and polls never refresh it), and the reference app's poll;
 - the JSON poll while sign-ins (Argon2 at its default cost) run at full speed;
 - per request, counted by the app on a one-worker server (the counters are per process):
   store writes, database queries and writes; and the Set-Cookie headers on the responses;
@@ -15,7 +18,7 @@ measures, in interleaved rounds reporting medians:
   callgrind, and CPU time per request, for the same scenarios: figures this shared machine
   repeats, unlike req/s.
 
-Each scenario runs in a pair with its baseline (the bare route; the small store), back to
+Each scenario runs in a pair with its baseline (the bare Flask app; the small store), back to
 back, the order alternating by round; ratios are medians of those pairs.
 
 `--compare-workers` compares gunicorn worker setups on the poll and sign-in runs instead.
@@ -52,36 +55,30 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-# instructions.py lies beside this file, which is run as a script or loaded by its path;
-# ports.py one folder up
+# instructions.py and the apps lie beside this file, which is run as a script or loaded by its
+# path; tests/support (the gunicorn launcher, throwaway Redis and PostgreSQL) one folder up
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))
 import counted_app
 import instructions
-from support.ports import free_port
+import reference_app
+from support.gunicorn import Gunicorn, GunicornError, environment
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 LUA = Path(__file__).resolve().with_name("count.lua")
-#: What `make run` serves with.
-GUNICORN_CONFIG = "gunicorn.conf.py"
 
 USERNAME = "bench"
 PASSWORD = "bench correct horse battery staple"
 #: The session cookie's name with WEBAPP_SECURE_COOKIES=false (plain HTTP on loopback).
 COOKIE = "session"
-#: Tries at a free port for gunicorn (another process may take the one chosen first).
-PORT_ATTEMPTS = 3
-BOOTED = re.compile(rb"Booting worker with pid: (\d+)")
 LOGGED_ERROR = re.compile(r"\[(ERROR|CRITICAL)\]|ERROR in |Traceback|WORKER TIMEOUT")
 CSRF_INPUT = re.compile(r'<input[^>]*\bname="csrf_token"[^>]*\bvalue="([^"]+)"')
 DATA_STATE = re.compile(r'data-state="([^"]+)"')
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 #: wrk's own default (2 s) would count a poll queued behind sign-ins as a timeout.
 WRK_TIMEOUT = "10s"
 #: Worker setups `--compare-workers` tries.
@@ -91,7 +88,7 @@ DISTINCT_FILES = 1000
 #: Other programs' CPU share above which the report warns that its numbers are skewed.
 BUSY = 0.15
 STARTED = time.monotonic()
-#: Issue 5's targets 1 (poll >= 0.9x the bare route) and 4 (p50 flat within 1.2x).
+#: Issue 5's targets 1 (poll >= 0.9x the bare Flask app) and 4 (p50 flat within 1.2x).
 RATIO_TARGET, FLAT_TARGET = instructions.TARGET_RATIO, instructions.TARGET_FLAT
 
 
@@ -205,7 +202,7 @@ class Workers:
     def args(self) -> list[str]:
         # gunicorn turns a sync worker with threads > 1 into gthread: keep it sync.
         threads = self.threads if self.kind == "gthread" else 1
-        return ["--workers", str(self.workers), "--worker-class", self.kind, f"--threads={threads}"]
+        return ["--worker-class", self.kind, f"--threads={threads}"]
 
 
 #: Settings of the configuration under test: empty for the embedded one (files + SQLite);
@@ -215,15 +212,9 @@ BACKEND_ENV: dict[str, str] = {}
 
 def app_environment(instance: Path) -> dict[str, str]:
     """The caller's environment without its webapp and gunicorn settings, plus the bench's."""
-    dropped = {"BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_") and k not in dropped}
-    env.update(
-        WEBAPP_INSTANCE_PATH=str(instance),
-        WEBAPP_SECURE_COOKIES="false",
-        LOG_LEVEL="info",  # the "Booting worker" lines are read
-        **BACKEND_ENV,
+    return environment(
+        WEBAPP_INSTANCE_PATH=str(instance), WEBAPP_SECURE_COOKIES="false", **BACKEND_ENV
     )
-    return env
 
 
 def create_user(instance: Path) -> None:
@@ -243,102 +234,67 @@ def create_user(instance: Path) -> None:
         raise BenchError(f"users create failed:\n{result.stdout}{result.stderr}")
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a Server runs: gunicorn's app argument (found in bench/), its environment, and a
+    path that answers 200 once it serves."""
+
+    app: str
+    env: dict[str, str]
+    ready_path: str = "/healthz"
+
+
+def webapp(instance: Path) -> Served:
+    """The app as `make run` serves it, plus the bench's counters (bench/counted_app.py)."""
+    return Served(counted_app.WSGI_APP, app_environment(instance))
+
+
+def bare_flask() -> Served:
+    """The baseline: one JSON route and nothing else (bench/bare_app.py)."""
+    return Served("bare_app:app", environment(), "/")
+
+
+def reference(folder: Path) -> Served:
+    """Flask-Login + Flask-Session as documented (bench/reference_app.py), its user created."""
+    reference_app.prepare(folder, USERNAME, PASSWORD)
+    return Served(f"reference_app:create_app({str(folder)!r})", environment(), "/login")
+
+
 class Server:
-    """gunicorn as `make run` starts it (gunicorn.conf.py), on a free loopback port. When it
-    stops, worker restarts and errors in its log are added to `problems`."""
+    """An app under gunicorn as `make run` starts it (gunicorn.conf.py, the workers given) on
+    a free loopback port. When it stops, worker restarts and errors in its log are added to
+    `problems`."""
 
     def __init__(
-        self, instance: Path, logs: Path, workers: Workers, label: str, problems: list[str]
+        self, served: Served, logs: Path, workers: Workers, label: str, problems: list[str]
     ) -> None:
-        self.instance, self.workers, self.label, self.problems = instance, workers, label, problems
-        self.access_log = logs / f"{label}.access.log"
-        self.error_log = logs / f"{label}.error.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.workers, self.label, self.problems = workers, label, problems
+        self.gunicorn = Gunicorn(
+            logs,
+            served.env,
+            workers=workers.workers,
+            name=label,
+            app=served.app,
+            args=[*workers.args(), "--pythonpath", str(HERE)],
+            ready_path=served.ready_path,
+            bin_dir=BIN,
+        )
         self.port = 0
 
     def __enter__(self) -> Server:
-        # gunicorn.conf.py gives each worker a socket of its own (reuse_port), where port 0
-        # would give each worker a port of its own: a free port is chosen here, and should
-        # another process take it first, gunicorn says so and the next one is tried.
-        for _attempt in range(PORT_ATTEMPTS):
-            self.port = free_port()
-            command = [
-                str(BIN / "gunicorn"),
-                "-c",
-                GUNICORN_CONFIG,
-                "--no-control-socket",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                *self.workers.args(),
-                "--pythonpath",
-                str(HERE),
-                counted_app.WSGI_APP,
-            ]
-            with self.access_log.open("ab") as out, self.error_log.open("ab") as err:
-                self.process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=app_environment(self.instance),
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,  # Ctrl-C reaches the harness only; it stops gunicorn
-                )
-            try:
-                if self._wait_until_serving():
-                    return self
-            except BaseException:
-                self.stop()
-                raise
-        raise BenchError(f"gunicorn found no free port in {PORT_ATTEMPTS} tries:\n{self.tail()}")
+        try:
+            self.port = self.gunicorn.start().port
+        except GunicornError as error:
+            raise BenchError(f"{self.label} server: {error}") from None
+        return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.stop()
-        log = self.error_log.read_bytes()
-        if (restarts := len(BOOTED.findall(log)) - self.workers.workers) > 0:
+        self.gunicorn.stop()
+        if (restarts := len(self.gunicorn.worker_pids()) - self.workers.workers) > 0:
             self.problems.append(f"{self.label} server: {restarts} workers were restarted")
-        errors = [
-            line for line in log.decode(errors="replace").splitlines() if LOGGED_ERROR.search(line)
-        ]
+        errors = [line for line in self.gunicorn.errors().splitlines() if LOGGED_ERROR.search(line)]
         if errors:
             self.problems.append(f"{self.label} server logged {len(errors)} errors: {errors[0]}")
-
-    def _wait_until_serving(self) -> bool:
-        """True once every worker has booted and /healthz answers; False when gunicorn could
-        not have the port (taken meanwhile)."""
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                if f"Cannot listen at 127.0.0.1:{self.port}" in self.tail():
-                    return False
-                raise BenchError(f"gunicorn exited with {self.process.returncode}:\n{self.tail()}")
-            log = self.error_log.read_bytes()
-            if len(BOOTED.findall(log)) >= self.workers.workers and self._healthy():
-                return True
-            time.sleep(0.05)
-        raise BenchError(
-            f"gunicorn did not serve /healthz within {START_TIMEOUT} s:\n{self.tail()}"
-        )
-
-    def _healthy(self) -> bool:
-        try:
-            return fetch(self.port, "/healthz", timeout=2).status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-
-    def tail(self) -> str:
-        return self.error_log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        """SIGTERM lets the workers finish; SIGKILL if they do not."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # the session store, through the app's own objects ------------------------------------------
@@ -481,6 +437,37 @@ class Sessions:
         if scenario.state:
             headers["X-Session-State"] = widget_state(self.port, sid)
         return headers
+
+
+class Client(Protocol):
+    """A server, and what each scenario's run sends it."""
+
+    port: int
+
+    def headers(self, scenario: Scenario, duration: float) -> dict[str, str]: ...
+
+
+@dataclass
+class Fixed:
+    """A server whose runs all send the same headers: none to the bare Flask app, the
+    signed-in cookie to the reference app (whose sessions never expire during a bench:
+    permanent, 31 days, renewed by every request)."""
+
+    port: int
+    sent: dict[str, str]
+
+    def headers(self, _scenario: Scenario, _duration: float) -> dict[str, str]:
+        return self.sent
+
+
+def sign_in_reference(port: int) -> dict[str, str]:
+    """POST /login to the reference app (bench/reference_app.py): its session cookie."""
+    form = {"username": USERNAME, "password": PASSWORD}
+    answer = fetch(port, "/login", method="POST", form=form)
+    sid = answer.cookies().get(COOKIE)
+    if answer.status != 303 or not sid:
+        raise BenchError(f"reference POST /login: status {answer.status}, no session cookie")
+    return cookie_header(sid)
 
 
 # wrk ---------------------------------------------------------------------------------------
@@ -627,19 +614,28 @@ class Scenario:
     htmx: bool = False
     state: bool = False  # send the state token the widget shows: unchanged → 204
     sign_ins: bool = False  # run while threads sign in at full speed
-    counted: bool = True  # in the per-request counts (the same request as another row: no)
+    counted: bool = True  # in webapp's per-request counts (the same request as another row: no)
+    server: str = "webapp"  # or "bare" (bench/bare_app.py), "reference" (bench/reference_app.py)
 
 
-BARE = Scenario("bare (/__bench/bare)", "/__bench/bare", 200)
+#: The baseline of every ratio: Flask and gunicorn answering JSON, nothing else.
+BARE_FLASK = Scenario("bare Flask app", "/", 200, counted=False, server="bare")
+#: A JSON route inside webapp, behind its hooks and middleware (a kinder baseline, shown only).
+BARE = Scenario("bare route in webapp (/__bench/bare)", "/__bench/bare", 200)
 POLL_JSON = Scenario("poll JSON", "/session", 200, FRESH)
 DURING_SIGN_INS = Scenario(
     "poll JSON during sign-ins", "/session", 200, FRESH, sign_ins=True, counted=False
 )
 POLL_FRAGMENT = Scenario("poll fragment", "/session", 200, FRESH, htmx=True)
 POLL_204 = Scenario("poll unchanged (204)", "/session", 204, FRESH, htmx=True, state=True)
+#: The same poll in Flask-Login + Flask-Session as documented: refreshed on every request.
+REFERENCE = Scenario(
+    "Flask-Login + Flask-Session poll", "/session", 200, FRESH, counted=False, server="reference"
+)
 #: The polls target 1 names: JSON, fragment, unchanged.
 TARGET_ONE = [POLL_JSON.label, POLL_FRAGMENT.label, POLL_204.label]
 SCENARIOS = [
+    BARE_FLASK,
     BARE,
     POLL_JSON,
     POLL_FRAGMENT,
@@ -647,6 +643,7 @@ SCENARIOS = [
     Scenario(f"poll JSON, {IDLE}", "/session", 200, IDLE),
     Scenario(f"poll unchanged (204), {IDLE}", "/session", 204, IDLE, htmx=True, state=True),
     DURING_SIGN_INS,
+    REFERENCE,
 ]
 
 
@@ -661,7 +658,7 @@ class Run:
     problems: list[str]
 
 
-def measure(sessions: Sessions, scenario: Scenario, run: Run, duration: int) -> WrkResult:
+def measure(sessions: Client, scenario: Scenario, run: Run, duration: int) -> WrkResult:
     """One wrk run, with the scenario's session obtained just before it."""
     headers = sessions.headers(scenario, duration + 1)
     if not scenario.sign_ins:
@@ -706,7 +703,7 @@ class Rounds:
         return statistics.median(value(r) / value(b) for r, b in pairs)
 
 
-def measure_rounds(targets: list[tuple[Sessions, Scenario]], run: Run) -> Rounds:
+def measure_rounds(targets: list[tuple[Client, Scenario]], run: Run) -> Rounds:
     """A warm-up run of each target, then per round each target in a pair with the first
     target (the baseline), run back to back, the order alternating from round to round:
     this machine's load drifts within seconds, so only adjacent runs compare well."""
@@ -736,7 +733,7 @@ def check_result(scenario: Scenario, result: WrkResult, run: Run) -> None:
         run.problems.append(
             f"{scenario.label}: {wrong} responses were not {scenario.expect} (or failed)"
         )
-    if scenario.path == "/session" and result.set_cookie:
+    if scenario.server == "webapp" and scenario.path == "/session" and result.set_cookie:
         run.problems.append(f"{scenario.label}: {result.set_cookie} responses carried Set-Cookie")
 
 
@@ -883,8 +880,11 @@ LEGEND = [
     f"run; an {IDLE}'s is the same session as it is more than TOUCH_INTERVAL "
     "later with polls only (its timestamps moved back in the store), as every tab open for "
     "over a minute sends.",
-    "Ratio: the scenario's req/s over the bare route's in the run right before or after it "
-    "(the order alternates by round), median of those pairs. "
+    "Ratio: the scenario's req/s over the bare Flask app's (bench/bare_app.py: one JSON route, "
+    "no extension, same gunicorn settings) in the run right before or after it (the order "
+    "alternates by round), median of those pairs. The Flask-Login + Flask-Session poll is "
+    "bench/reference_app.py: their documented setup (cachelib file store, sessions refreshed "
+    "on every request, the user loaded from SQLite per request). "
     "Store writes (upserts + deletes), DB queries and DB writes are the app's own counters "
     "(/__bench/counts) over N requests on a one-worker server; Set-Cookie is counted on those "
     "responses; bytes/response (headers + body) is wrk's bytes read over its responses.",
@@ -909,7 +909,7 @@ def scenario_table(title: str, results: Rounds, counts: dict[str, Counts]) -> li
                 f"{median(measured, lambda r: r.bytes_per_response):,.0f}",
             ]
         )
-    headers = [title, "req/s", "p50", "p99", "ratio to bare", "store writes/poll"]
+    headers = [title, "req/s", "p50", "p99", "ratio to bare Flask", "store writes/poll"]
     headers += ["Set-Cookie/poll", "DB queries/poll", "DB writes/poll", "bytes/response"]
     return table(headers, rows)
 
@@ -922,7 +922,7 @@ def main_report(
 ) -> list[str]:
     """The table, then the target-1, store-size and sign-in lines."""
     lines = scenario_table("scenario", results, counts)
-    lines += ["", target_one(results)]
+    lines += ["", target_one(results), baselines(results)]
     small_n, big_n, sizes = store
     small, big = sizes[store_label(small_n)], sizes[store_label(big_n)]
     small_p50, big_p50 = median(small, lambda r: r.p50_us), median(big, lambda r: r.p50_us)
@@ -960,15 +960,24 @@ def full_run(args: argparse.Namespace, work: Path, run: Run) -> Report:
     create_user(instance)
     progress(f"counting per request on a one-worker server ({args.polls} of each)")
     one = Workers("gthread", 1, 1)
-    with Server(instance, logs, one, "counts", run.problems) as server:
+    with Server(webapp(instance), logs, one, "counts", run.problems) as server:
         counted = [scenario for scenario in SCENARIOS if scenario.counted]
         counts = count_per_request(Sessions(server.port, instance), counted, args.polls, run)
 
-    progress(f"starting gunicorn {workers}")
-    with Server(instance, logs, workers, "main", run.problems) as server:
+    progress(f"starting gunicorn {workers}: webapp, the bare Flask app, the reference app")
+    with (
+        Server(webapp(instance), logs, workers, "main", run.problems) as server,
+        Server(bare_flask(), logs, workers, "bare-flask", run.problems) as bare,
+        Server(reference(work / "reference"), logs, workers, "reference", run.problems) as ref,
+    ):
         sessions = Sessions(server.port, instance)
-        progress(f"serving on 127.0.0.1:{server.port}; warming up")
-        results = measure_rounds([(sessions, scenario) for scenario in SCENARIOS], run)
+        clients: dict[str, Client] = {
+            "webapp": sessions,
+            "bare": Fixed(bare.port, {}),
+            "reference": Fixed(ref.port, sign_in_reference(ref.port)),
+        }
+        progress(f"serving on 127.0.0.1:{server.port}, {bare.port}, {ref.port}; warming up")
+        results = measure_rounds([(clients[s.server], s) for s in SCENARIOS], run)
         alone = sign_ins_alone(server.port, run)
         store = measure_store_size(args, work, workers, run, sessions)
         progress("stopping gunicorn")
@@ -999,13 +1008,13 @@ def instruction_counts(args: argparse.Namespace, work: Path) -> list[str]:
 
 def measure_store_size(
     args: argparse.Namespace, work: Path, workers: Workers, run: Run, small: Sessions
-) -> tuple[int, list[WrkResult], int, list[WrkResult]]:
+) -> tuple[int, int, Rounds]:
     """The JSON poll on the main server, its store topped up to --small-store, against a
     second server whose store holds --big-store sessions, in interleaved rounds."""
     fill_store(small.instance, sign_in(small.port), args.small_store)
     big_instance = work / "big-instance"
     create_user(big_instance)
-    with Server(big_instance, work / "logs", workers, "big-store", run.problems) as server:
+    with Server(webapp(big_instance), work / "logs", workers, "big-store", run.problems) as server:
         big = Sessions(server.port, big_instance)
         began = time.monotonic()
         fake = fill_store(big_instance, sign_in(server.port), args.big_store)
@@ -1026,8 +1035,23 @@ def target_one(results: Rounds) -> str:
         f"{label.removeprefix('poll ')} {ratio:.2f}x" for label, ratio in ratios.items()
     )
     return (
-        f"Target 1 by wrk (signed-in polls >= {RATIO_TARGET}x the bare route, median of "
+        f"Target 1 by wrk (signed-in polls >= {RATIO_TARGET}x the bare Flask app, median of "
         f"adjacent pairs): {shown}: {'met' if lowest >= RATIO_TARGET else 'MISSED'}."
+    )
+
+
+def baselines(results: Rounds) -> str:
+    """The kinder baseline (webapp's own bare route) and the documented setup, against the
+    bare Flask app in the same run."""
+    reference = results[REFERENCE.label]
+    cookies = sum(r.set_cookie for r in reference) / max(sum(r.requests for r in reference), 1)
+    json_poll, documented = results.ratio(POLL_JSON.label), results.ratio(REFERENCE.label)
+    return (
+        f"Baselines, same run: the bare route inside webapp (behind its hooks and middleware) "
+        f"{results.ratio(BARE.label):.2f}x the bare Flask app; the same poll in Flask-Login + "
+        f"Flask-Session as documented (refreshed on every request: a store write and "
+        f"{cookies:.2f} Set-Cookie per response) {documented:.2f}x, so webapp's JSON poll "
+        f"does {json_poll / documented:.2f}x its req/s."
     )
 
 
@@ -1038,11 +1062,11 @@ def store_label(stored: int) -> str:
 def distributed_run(args: argparse.Namespace, work: Path, run: Run) -> list[str]:
     """The main scenarios again on Redis + PostgreSQL (throwaway servers on loopback), with
     their own bare route in the same run."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from postgres import running_postgres
-    from redis_server import redis_server
+    from support.postgres import running_postgres
+    from support.redis_server import redis_server
 
-    scenarios = SCENARIOS[:4]  # bare, JSON, fragment, 204 (the idle tab copies store files)
+    # the idle tab copies store files; the reference app has no Redis + PostgreSQL setup
+    scenarios = [BARE_FLASK, BARE, POLL_JSON, POLL_FRAGMENT, POLL_204]
     workers = Workers(args.worker_class, args.workers, args.threads)
     instance, logs = work / "distributed", work / "logs"
     with redis_server() as redis, running_postgres() as postgres:
@@ -1055,16 +1079,21 @@ def distributed_run(args: argparse.Namespace, work: Path, run: Run) -> list[str]
         try:
             create_user(instance)
             one = Workers("gthread", 1, 1)
-            with Server(instance, logs, one, "distributed-counts", run.problems) as server:
+            with Server(webapp(instance), logs, one, "distributed-counts", run.problems) as server:
                 counted = [scenario for scenario in scenarios if scenario.counted]
                 counts = count_per_request(
                     Sessions(server.port, instance), counted, args.polls, run
                 )
-            with Server(instance, logs, workers, "distributed", run.problems) as server:
+            with (
+                Server(webapp(instance), logs, workers, "distributed", run.problems) as server,
+                Server(bare_flask(), logs, workers, "distributed-bare", run.problems) as bare,
+            ):
+                clients: dict[str, Client] = {
+                    "webapp": Sessions(server.port, instance),
+                    "bare": Fixed(bare.port, {}),
+                }
                 fewer = dataclasses.replace(run, rounds=args.distributed_rounds)
-                results = measure_rounds(
-                    [(Sessions(server.port, instance), scenario) for scenario in scenarios], fewer
-                )
+                results = measure_rounds([(clients[s.server], s) for s in scenarios], fewer)
         finally:
             BACKEND_ENV.clear()
     return ["", *scenario_table("Redis + PostgreSQL", results, counts)]
@@ -1079,7 +1108,7 @@ def compare_workers(args: argparse.Namespace, work: Path, run: Run) -> Report:
         workers = Workers(kind, count, threads)
         progress(f"starting gunicorn {workers}")
         label = f"compare-{kind}-{count}x{threads}"
-        with Server(instance, logs, workers, label, run.problems) as server:
+        with Server(webapp(instance), logs, workers, label, run.problems) as server:
             sessions = Sessions(server.port, instance)
             results = measure_rounds([(sessions, POLL_JSON), (sessions, DURING_SIGN_INS)], run)
         alone, during = results[POLL_JSON.label], results[DURING_SIGN_INS.label]

@@ -53,6 +53,8 @@ def test_the_cases_differ_as_named(plan):
     assert fragment["headers"]["HX-Request"] == "true" and "HX-Request" not in json_poll["headers"]
     assert "X-Session-State" in by_label["poll unchanged (204)"]["headers"]
     assert "Cookie" not in by_label[instructions.BARE.label]["headers"]
+    assert "Cookie" not in by_label[instructions.BARE_FLASK.label]["headers"]
+    assert by_label[instructions.REFERENCE.label]["path"] == json_poll["path"] == "/session"
     for label in ("poll JSON", "poll fragment", "poll JSON, idle tab"):
         assert by_label[label]["headers"]["Cookie"].startswith(f"{instructions.COOKIE}=")
     assert by_label["poll JSON, idle tab"]["headers"] != json_poll["headers"]
@@ -65,6 +67,7 @@ def test_the_cases_differ_as_named(plan):
         ("poll fragment", lambda case: case["headers"].pop("HX-Request")),  # JSON instead
         ("poll unchanged (204)", lambda case: case["headers"].pop("X-Session-State")),  # 200
         ("poll JSON", lambda case: case["headers"].update(Cookie="session=made-up")),
+        ("Flask-Login + Flask-Session poll", lambda case: case["headers"].pop("Cookie")),  # 401
     ],
 )
 def test_a_case_that_misses_its_scenario_is_reported(plan, label, change):

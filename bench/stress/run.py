@@ -19,7 +19,8 @@ loopback port, seeds --users accounts, and runs two scenarios:
 
 It prints one table and exits 1 when a target is missed (5xx, lost sessions, another user's
 data, store growth...). Only 127.0.0.1 is contacted; servers and folders are removed at the
-end, also on Ctrl-C. The bench's helpers (bench/run.py) start and stop the servers.
+end, also on Ctrl-C. The bench's helpers (bench/run.py, through tests/support/gunicorn.py)
+start and stop the servers.
 """
 
 from __future__ import annotations
@@ -552,10 +553,9 @@ def files_backend(instance: Path) -> Iterator[Backend]:
 
 @contextmanager
 def distributed_backend(_instance: Path) -> Iterator[Backend]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from postgres import running_postgres
     from redis import Redis
-    from redis_server import redis_server
+    from support.postgres import running_postgres
+    from support.redis_server import redis_server
 
     with redis_server() as redis, running_postgres() as postgres:
         progress(f"Redis on {redis.url}, PostgreSQL on {postgres.url}")
@@ -839,7 +839,7 @@ def run_config(name: str, args: argparse.Namespace, work: Path) -> ConfigResult:
         seed_users(instance, backend, args.users)
         bench.BACKEND_ENV.update(backend.settings)
         try:
-            with bench.Server(instance, logs, WORKERS, name, problems) as server:
+            with bench.Server(bench.webapp(instance), logs, WORKERS, name, problems) as server:
                 progress(f"{backend.label}: gunicorn {WORKERS} on 127.0.0.1:{server.port}")
                 users = [User(server.port, n, Tally()) for n in range(args.users)]
                 load = run_load(server.port, users, args)

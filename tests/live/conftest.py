@@ -8,25 +8,15 @@ access log, real cookies in a real browser) are tested too.
 from __future__ import annotations
 
 import contextlib
-import http.client
-import os
 import re
-import signal
 import subprocess
-import sys
-import time
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-#: The virtualenv running pytest also holds gunicorn and flask (`.venv/bin` under `make`).
-BIN = Path(sys.executable).parent
+from support.gunicorn import BIN, ROOT, Gunicorn, environment, read_log
 
 USERNAME = "alice"
 NAME = "Alice Example"
@@ -34,8 +24,6 @@ EMAIL = "alice@example.com"
 PASSWORD = "correct horse battery staple"
 
 WORKERS = 2
-START_TIMEOUT = 20.0
-STOP_TIMEOUT = 15.0
 #: One access-log line per request, with the serving worker's pid (gunicorn prints `<pid>`) and
 #: the User-Agent, so that a test can pick out its own requests.
 ACCESS_LOG_FORMAT = 'access pid=%(p)s status=%(s)s ua="%(a)s" request="%(r)s"'
@@ -43,9 +31,6 @@ ACCESS_LINE = re.compile(
     r'^access pid=<(?P<pid>\d+)> status=(?P<status>\d+) ua="(?P<ua>[^"]*)" '
     r'request="(?P<request>[^"]*)"$'
 )
-#: Tries at a free port for gunicorn (another process may take the one chosen first).
-PORT_ATTEMPTS = 3
-BOOTED = re.compile(r"Booting worker with pid: (\d+)")
 
 #: The server settings a test may change, and the environment variable each one sets. Only
 #: `poll_seconds` has a value of its own (1); the others keep the app's defaults unless given.
@@ -82,8 +67,7 @@ class LiveServer:
     """A running gunicorn: where it listens, and what it has logged so far."""
 
     base_url: str
-    access_log: Path
-    error_log: Path
+    gunicorn: Gunicorn
     poll_seconds: int
     #: Every setting the server was started with (`SETTINGS_ENV` names), poll_seconds included.
     settings: dict[str, int] = field(default_factory=dict)
@@ -97,14 +81,11 @@ class LiveServer:
 
     def output(self) -> str:
         """Everything gunicorn wrote, for failure messages."""
-        return (
-            f"--- access log (stdout) ---\n{_read(self.access_log)}\n"
-            f"--- error log (stderr) ---\n{_read(self.error_log)}"
-        )
+        return self.gunicorn.output()
 
     def access_lines(self) -> list[AccessLine]:
         lines = []
-        for line in _read(self.access_log).splitlines():
+        for line in read_log(self.gunicorn.access_log).splitlines():
             if match := ACCESS_LINE.match(line):
                 lines.append(
                     AccessLine(
@@ -114,11 +95,7 @@ class LiveServer:
         return lines
 
     def worker_pids(self) -> set[int]:
-        return {int(pid) for pid in BOOTED.findall(_read(self.error_log))}
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
+        return set(self.gunicorn.worker_pids())
 
 
 def _settings(param: Any) -> dict[str, int]:
@@ -133,11 +110,9 @@ def _settings(param: Any) -> dict[str, int]:
 
 
 def _environment(instance: Path, poll_seconds: int, **settings: int) -> dict[str, str]:
-    """The caller's environment without its WEBAPP_* settings, plus the test settings
-    (`settings`: other `SETTINGS_ENV` names, e.g. idle_timeout=4)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WEBAPP_")}
-    env.pop("BIND", None)
-    env.update(
+    """The caller's environment without its webapp and gunicorn settings, plus the test
+    settings (`settings`: other `SETTINGS_ENV` names, e.g. idle_timeout=4)."""
+    env = environment(
         WEBAPP_INSTANCE_PATH=str(instance),
         WEBAPP_SECURE_COOKIES="false",  # plain HTTP on loopback: __Host- cookies need HTTPS
         WEBAPP_POLL_SECONDS=str(poll_seconds),
@@ -179,87 +154,20 @@ def _create_user(env: dict[str, str]) -> None:
     assert result.returncode == 0, f"users create failed:\n{result.stdout}\n{result.stderr}"
 
 
-def _healthy(base_url: str) -> bool:
-    connection = http.client.HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=2)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], server: LiveServer) -> bool:
-    """Until /healthz answers 200 and every worker has booted: True; False when gunicorn
-    could not have the port (taken meanwhile); else fail with gunicorn's output."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            if f"Cannot listen at {urllib.parse.urlsplit(server.base_url).netloc}" in _read(
-                server.error_log
-            ):
-                return False
-            pytest.fail(f"gunicorn exited with {process.returncode}\n{server.output()}")
-        if len(server.worker_pids()) >= WORKERS and _healthy(server.base_url):
-            return True
-        time.sleep(0.05)
-    pytest.fail(f"gunicorn did not serve /healthz within {START_TIMEOUT} s\n{server.output()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Graceful first (SIGTERM lets workers finish), then SIGKILL."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def gunicorn(
     env: dict[str, str], folder: Path, poll_seconds: int, **settings: int
 ) -> Iterator[LiveServer]:
     """Serve the app with gunicorn (`env` from `_environment`), logs in `folder`; stop after."""
-    server = LiveServer(
-        base_url="",
-        access_log=folder / "access.log",
-        error_log=folder / "error.log",
-        poll_seconds=poll_seconds,
-        settings={"poll_seconds": poll_seconds, **settings},
-    )
-    with server.access_log.open("wb") as stdout, server.error_log.open("wb") as stderr:
-        # gunicorn.conf.py gives each worker a socket of its own (reuse_port), where port 0
-        # would give each worker a port of its own: a free port is chosen here, and should
-        # another process take it first, gunicorn says so and the next one is tried.
-        for _attempt in range(PORT_ATTEMPTS):
-            port = free_port()
-            server.base_url = f"http://127.0.0.1:{port}"
-            process = subprocess.Popen(
-                [
-                    str(BIN / "gunicorn"),
-                    "-c",
-                    "gunicorn.conf.py",
-                    "--no-control-socket",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--access-logformat",
-                    ACCESS_LOG_FORMAT,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-            if _wait_until_serving(process, server):
-                break
-        try:
-            yield server
-        finally:
-            _stop(process)
+    with Gunicorn(
+        folder, env, workers=WORKERS, args=["--access-logformat", ACCESS_LOG_FORMAT]
+    ) as server:
+        yield LiveServer(
+            base_url=server.base_url,
+            gunicorn=server,
+            poll_seconds=poll_seconds,
+            settings={"poll_seconds": poll_seconds, **settings},
+        )
 
 
 @pytest.fixture(scope="module")

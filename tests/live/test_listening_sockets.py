@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conftest import BIN, BOOTED, ROOT, WORKERS, _environment, _read, _stop
+from conftest import WORKERS, _environment
+from support.gunicorn import BOOTED, ROOT, command, read_log, stop
 
 if TYPE_CHECKING:
     from conftest import LiveServer
@@ -43,14 +44,7 @@ def unix_listeners(path: Path) -> int:
 def start(env: dict[str, str], bind: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "gunicorn.conf.py",
-                "--no-control-socket",
-                "--bind",
-                bind,
-            ],
+            command(bind),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -82,8 +76,8 @@ def test_an_address_in_use_is_refused_at_once_with_its_reason(tmp_path: Path) ->
             try:
                 returncode = process.wait(timeout=START_TIMEOUT)
             finally:
-                _stop(process)
-            output = _read(log)
+                stop(process)
+            output = read_log(log)
             assert returncode == 1, output
             assert f"Cannot listen at 127.0.0.1:{port}: Address already in use" in output
             assert not BOOTED.search(output), output
@@ -100,13 +94,13 @@ def test_a_unix_socket_is_one_socket_shared_by_the_workers(tmp_path: Path) -> No
     process = start(env, f"unix:{path}", log)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while len(BOOTED.findall(_read(log))) < WORKERS or not answers_health(path):
-            assert process.poll() is None, _read(log)
-            assert time.monotonic() < deadline, _read(log)
+        while len(BOOTED.findall(read_log(log))) < WORKERS or not answers_health(path):
+            assert process.poll() is None, read_log(log)
+            assert time.monotonic() < deadline, read_log(log)
             time.sleep(0.05)
-        assert unix_listeners(path) == 1, _read(log)
+        assert unix_listeners(path) == 1, read_log(log)
     finally:
-        _stop(process)
+        stop(process)
         path.unlink(missing_ok=True)
         folder.rmdir()
 

@@ -65,3 +65,11 @@ def on_starting(server):
             except OSError as error:
                 server.log.error("Cannot listen at %s:%s: %s", host, port, error.strerror)
                 sys.exit(1)
+
+
+def post_worker_init(worker):
+    """Each worker prunes expired sessions in the background, one at a time (a file lock):
+    nothing else deletes them while no one runs `flask sessions prune`."""
+    from webapp.sessions import pruning
+
+    pruning.start_background(worker.wsgi)

@@ -68,8 +68,7 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Each worker prunes expired sessions in the background, one at a time (a file lock):
-    nothing else deletes them while no one runs `flask sessions prune`."""
-    from webapp.sessions import pruning
+    """Each worker prunes expired sessions in the background, one at a time (a file lock)."""
+    from webapp.sessions.pruning import start_background
 
-    pruning.start_background(worker.wsgi)
+    start_background(worker.wsgi)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import runpy
 import struct
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from flask import Flask
 from helpers import AuthActions, store_files
 
+from webapp import create_app
+from webapp.config import ConfigError
 from webapp.db import get_db
 from webapp.models import UserSession
 from webapp.sessions import pruning
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sign_in_browsers(app, count):
@@ -72,6 +81,49 @@ def test_sweep_deletes_expired_store_files_the_index_does_not_know(app, client, 
 def test_background_pruning_runs_without_a_request(app, user, clock, monkeypatch):
     sign_in_browsers(app, 2)
     clock.advance(app.config["IDLE_TIMEOUT"])
-    monkeypatch.setattr(pruning, "BACKGROUND_INTERVAL", 0)
+    waits: list[float] = []
+    monkeypatch.setattr(pruning.time, "sleep", waits.append)
     pruning._run_forever(app, runs=1)
     assert store_files(app) == {} and index_rows(app) == 0
+    assert waits == [60]  # WEBAPP_PRUNE_INTERVAL's default
+
+
+def test_the_prune_interval_is_a_setting(app_config):
+    assert create_app({**app_config, "PRUNE_INTERVAL": 5}).config["PRUNE_INTERVAL"] == 5
+    with pytest.raises(ConfigError, match="WEBAPP_PRUNE_INTERVAL must be a positive"):
+        create_app({**app_config, "PRUNE_INTERVAL": 0})
+
+
+@pytest.fixture
+def started(monkeypatch) -> list[tuple[Any, ...]]:
+    """The pruning threads started (their arguments), none really run."""
+    threads: list[tuple[Any, ...]] = []
+
+    class Thread:
+        def __init__(self, target: Any, args: tuple[Any, ...], daemon: bool, name: str) -> None:
+            assert target is pruning._run_forever and daemon and name == "prune"
+            self.args = args
+
+        def start(self) -> None:
+            threads.append(self.args)
+
+    monkeypatch.setattr(pruning.threading, "Thread", Thread)
+    return threads
+
+
+def test_gunicorn_starts_background_pruning_in_every_worker(app, started):
+    """gunicorn.conf.py's post_worker_init hands the worker's app to start_background (the
+    live test, tests/live/test_gunicorn_housekeeping.py, shows it running)."""
+    hooks = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    hooks["post_worker_init"](SimpleNamespace(wsgi=app))
+    assert started == [(app,)]
+
+
+def test_background_pruning_finds_the_flask_app_behind_the_fast_path(app, started, caplog):
+    pruning.start_background(app.wsgi_app)  # the poll fast path, holding the app
+    assert started == [(app,)]
+    caplog.set_level(logging.INFO, logger="webapp.sessions.pruning")
+    pruning.start_background(object())
+    pruning.start_background(Flask("another_app"))  # e.g. the bench's bare Flask app
+    assert started == [(app,)]
+    assert caplog.text.count("background pruning not started") == 2

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 
-from helpers import store_files
+import cachelib.file
+import pytest
+from helpers import PASSWORD, AuthActions, store_files
+
+from webapp import create_app
+from webapp.db import get_db
+from webapp.sessions import files as session_files
+from webapp.users import create_user
+
+#: next-auth's `expires`: JavaScript's toISOString, to the millisecond.
+EXPIRES_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def parse_expires(value: str) -> float:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    assert EXPIRES_FORMAT.match(value), value
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def test_anonymous_poll_is_an_empty_object_with_no_cookie(client):
@@ -168,6 +181,63 @@ def test_v3_3_2_store_ttl_is_the_sessions_remaining_life(app_config, clock):
     clock.advance(400)
     client.get("/profile")  # activity recorded: idle end +1000, absolute end +900
     assert abs(ttl() - 500) <= 2
+
+
+@pytest.fixture
+def absolute_end_first(app_config, clock, monkeypatch):
+    """An app whose sessions end at their absolute end (600 s idle, 900 s absolute), and a
+    way to write alice's session at a moment whose fraction of a second differs from that
+    end's: the store TTL is then not a whole number of seconds. The file store's expiry
+    header (written and read) follows the fake clock too."""
+    monkeypatch.setattr(session_files, "time", clock)
+    monkeypatch.setattr(cachelib.file, "time", clock)
+    app = create_app({**app_config, "IDLE_TIMEOUT": 600, "ABSOLUTE_TIMEOUT": 900})
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    client = app.test_client()
+    clock.advance(0.7)
+    AuthActions(client).login()  # at T + 0.7: the absolute end is T + 900.7
+    ends = clock.time + 900
+    clock.advance(400.5)
+    assert client.get("/profile").status_code == 200  # a write at T + 401.2: 499.5 s left
+    return app, client, ends
+
+
+def test_expires_is_given_to_the_millisecond_like_next_auth(absolute_end_first):
+    _app, client, ends = absolute_end_first
+    expires = client.get("/session").json["expires"]
+    assert EXPIRES_FORMAT.match(expires), expires
+    assert expires == "2027-01-15T08:15:00.700Z"  # 1_800_000_900.7
+    assert parse_expires(expires) == pytest.approx(ends, abs=0.001)
+
+
+def test_the_store_keeps_a_session_until_the_expires_it_advertised(
+    absolute_end_first, clock, monkeypatch
+):
+    """cachelib's expiry counts from int(time()) and the TTL was rounded down: an entry could
+    vanish up to a second or two before the `expires` /session had advertised (`ends`, to
+    the millisecond: the test above)."""
+    app, client, ends = absolute_end_first
+    written = clock.time
+    expires = math.floor(ends * 1000) / 1000
+    if app.config["SESSION_BACKEND"] == "redis":
+        # Redis counts TTLs on its own clock: check the TTL of a write like the last one.
+        ttls = []
+        redis_set = app.session_interface.client.set
+        monkeypatch.setattr(
+            app.session_interface.client,
+            "set",
+            lambda *args, **kwargs: ttls.append(kwargs["ex"]) or redis_set(*args, **kwargs),
+        )
+        with client.session_transaction() as session:
+            session.modified = True
+        assert ttls and ttls[-1] >= expires - written
+        return
+    clock.time = expires - 0.001
+    assert client.get("/session").json["user"]["username"] == "alice"
+    assert client.get("/profile").status_code == 200
+    clock.time = expires + 0.001
+    assert client.get("/session").json == {}
 
 
 def count_queries(app):

@@ -1,10 +1,11 @@
-"""The file store reads only what webapp wrote, and only webapp can write it.
+"""The session store reads only what webapp wrote, and only webapp can write it.
 
 A damaged or foreign entry (truncated, garbage, msgpack without a MAC, a MAC made with another
 key, another session's file copied under this one's name, a pickle, even one that would run
 code) is no session: logged by file name, deleted, never a 5xx and never decoded, on the poll
-fast path as on the Flask routes. At start the app refuses a store folder or file that another
-user owns or can reach, with a message saying how to fix it."""
+fast path as on the Flask routes. Redis holds the same sealed entries: one planted under a
+session id of the planter's choosing signs nobody in. At start the app refuses a store folder
+or file that another user owns or can reach, with a message saying how to fix it."""
 
 from __future__ import annotations
 
@@ -21,13 +22,22 @@ from typing import Any
 import msgspec
 import pytest
 from flask.testing import FlaskClient
-from helpers import PASSWORD, AuthActions, session_cookie
+from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock, session_cookie
+from redis import Redis
+from support.postgres import create_database
+from support.redis_server import RedisServer
 from werkzeug.test import EnvironBuilder
 
 from webapp import create_app
 from webapp.db import get_db
 from webapp.instance import InstanceError
-from webapp.sessions.store import HEADER_BYTES, MAX_ENTRY_BYTES, DamagedEntry, SealedEntries
+from webapp.sessions.store import (
+    HEADER_BYTES,
+    MAX_ENTRY_BYTES,
+    DamagedEntry,
+    SealedEntries,
+    sid_hash,
+)
 from webapp.users import create_user
 from webapp.widget.fast_path import PollFastPath
 
@@ -227,6 +237,96 @@ def test_another_secret_key_signs_everyone_out(app_config, app, entry, caplog):
     client.set_cookie("session", session_cookie(entry.client))
     assert client.get("/session").json == {}
     assert "its MAC does not match" in caplog.text
+
+
+# Redis: the same sealed entries ----------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_app(tmp_path, clock: FakeClock, redis: RedisServer, postgres: str):
+    """The distributed configuration (this module's other tests are about files only)."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECURE_COOKIES": False,
+            "CLOCK": clock,
+            "SESSION_BACKEND": "redis",
+            "REDIS_URL": redis.url,
+            "DATABASE_URL": create_database(postgres),
+            **FAST_ARGON2,
+        }
+    )
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD, "Alice Example", "alice@example.com")
+    yield app
+    Redis.from_url(redis.url).flushall()
+
+
+#: A session id the planter chose; no sign-in ever gave it out.
+CHOSEN_SID = "chosen-by-whoever-can-write-to-redis"
+CHOSEN_KEY = "session:" + sid_hash(CHOSEN_SID)
+
+#: Each plant: what is written to Redis under CHOSEN_KEY, from alice's real key and session.
+PLANTS: dict[str, Callable[[Any, str, dict[str, Any]], bytes]] = {
+    "unsealed-msgpack": lambda app, key, data: msgspec.msgpack.encode(data),
+    "sealed-for-another-key": lambda app, key, data: app.session_interface.sealer.seal(key, data),
+    "sealed-with-another-secret": lambda app, key, data: SealedEntries("another secret key").seal(
+        CHOSEN_KEY, data
+    ),
+    "pickle": lambda app, key, data: pickle.dumps(data),
+}
+
+
+def test_redis_entries_are_sealed_and_a_real_sign_in_works(redis_app):
+    client = sign_in(redis_app, "alice")
+    interface = redis_app.session_interface
+    key = interface._get_store_id(session_cookie(client))
+    raw = interface.client.get(key)
+    assert interface.sealer.opened(key, raw)["_user_id"] == "1"
+    with pytest.raises(DamagedEntry, match="MAC does not match"):
+        SealedEntries("another secret key").opened(key, raw)
+    assert client.get("/session").json["user"]["username"] == "alice"
+    assert via_route(redis_app, client).json["user"]["username"] == "alice"
+    assert client.get("/api/hello").status_code == 200
+
+
+@pytest.mark.parametrize("plant", PLANTS.values(), ids=PLANTS.keys())
+def test_an_entry_planted_in_redis_signs_nobody_in(redis_app, plant, caplog):
+    """Whoever can write to Redis picks a session id, writes a fresh signed-in session for
+    alice under its key and sends the id as a cookie: no session, on the fast path as on the
+    Flask routes; the entry is logged by its key (a hash) and deleted, never a 5xx."""
+    caplog.set_level(logging.WARNING, logger="webapp.sessions.redis_store")
+    real = sign_in(redis_app, "alice")
+    interface = redis_app.session_interface
+    key = interface._get_store_id(session_cookie(real))
+    session = interface._retrieve_session_data(key)
+    fast = redis_app.wsgi_app
+    assert isinstance(fast, PollFastPath)
+    cookie = f"{redis_app.config['SESSION_COOKIE_NAME']}={CHOSEN_SID}"
+    reads = {
+        "fast path itself": lambda c: (
+            fast.answer(EnvironBuilder(path="/session", headers={"Cookie": cookie}).get_environ())
+            is None
+        ),
+        "poll (json)": lambda c: c.get("/session").json == {},
+        "poll (widget)": lambda c: (
+            'data-session-status="unauthenticated"' in c.get("/session", headers=HTMX).text
+        ),
+        "route": lambda c: via_route(redis_app, c).json == {},
+        "api": lambda c: c.get("/api/hello").status_code == 401,
+        "page": lambda c: c.get("/profile").status_code == 302,
+    }
+    for name, read in reads.items():
+        interface.client.set(CHOSEN_KEY, plant(redis_app, key, session))
+        caplog.clear()
+        planter = redis_app.test_client()
+        planter.set_cookie(redis_app.config["SESSION_COOKIE_NAME"], CHOSEN_SID)
+        assert read(planter), name
+        assert interface.client.get(CHOSEN_KEY) is None, name
+        assert f"session entry {CHOSEN_KEY} ignored and deleted" in caplog.text, name
+        assert CHOSEN_SID not in caplog.text and session["csrf_token"] not in caplog.text
+    assert real.get("/session").json["user"]["username"] == "alice"
 
 
 # the start-up check ---------------------------------------------------------------------------

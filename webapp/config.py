@@ -35,6 +35,9 @@ FRESH_TIMEOUT = 600
 REMEMBER_DURATION = 2592000
 #: Seconds between the session widget's polls of /session.
 POLL_SECONDS = 5
+#: Seconds between a gunicorn worker's background deletions of expired sessions (one worker
+#: at a time; each run deletes at most 5,000).
+PRUNE_INTERVAL = 60
 #: Whether /signup exists.
 SIGNUP = True
 #: Secure, __Host- prefixed cookies. Turn off only for plain HTTP on loopback (make run does).
@@ -69,6 +72,7 @@ SETTINGS = (
     "FRESH_TIMEOUT",
     "REMEMBER_DURATION",
     "POLL_SECONDS",
+    "PRUNE_INTERVAL",
     "SIGNUP",
     "SECURE_COOKIES",
     "PROXY_HOPS",
@@ -85,6 +89,7 @@ POSITIVE = {
     "FRESH_TIMEOUT",
     "REMEMBER_DURATION",
     "POLL_SECONDS",
+    "PRUNE_INTERVAL",
     "ARGON2_TIME_COST",
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.live
 POLLS = 100
 MAX_POLLS = 1000
 COOKIE = "session"  # WEBAPP_SECURE_COOKIES=false: no __Host- prefix on plain HTTP
-ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")  # next-auth's, to the ms
 
 
 def location_path(reply: Reply) -> str:
@@ -100,7 +100,8 @@ def test_sign_in_poll_on_both_workers_sign_out(live_server: LiveServer) -> None:
         }
         assert isinstance(state["user"]["id"], str)
         assert ISO_UTC.fullmatch(state["expires"]), state["expires"]
-        assert datetime.strptime(state["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) > now
+        expires = datetime.strptime(state["expires"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        assert expires.replace(tzinfo=UTC) > now
     assert browser.cookie(COOKIE) == sid
 
     lines = wait_for_access_lines(live_server, marker, len(replies))

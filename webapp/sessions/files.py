@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import struct
 import tempfile
 from time import time
 from typing import Any
 
+from cachelib.base import BaseCache
 from cachelib.file import FileSystemCache
 from flask import Flask
 from flask_session.cachelib import CacheLibSessionInterface
@@ -69,6 +71,12 @@ class CheckedFileSystemCache(FileSystemCache):
             raise StoreWriteError(f"the session file could not be written: {error}") from error
         return True
 
+    def _normalize_timeout(self, timeout: Any) -> int:
+        """The expiry header: cachelib's counts from int(time()), which can end an entry up
+        to a second before its session's advertised end; this counts from the next second."""
+        seconds = BaseCache._normalize_timeout(self, timeout)
+        return 0 if seconds == 0 else math.ceil(time()) + seconds
+
     def get(self, key: str) -> Any:
         """The entry under `key`; None when there is none or its header says it has expired
         (as cachelib decides); DamagedEntry when the file is not an entry webapp wrote
@@ -98,6 +106,9 @@ class FileSessionInterface(WebappSessionRules, CacheLibSessionInterface):
     never pruned by cachelib."""
 
     cache: CheckedFileSystemCache
+
+    def _write_entry(self, store_id: str, data: dict[str, Any], seconds: int) -> None:
+        self.cache.set(store_id, data, timeout=seconds)  # sealed by the cache's set()
 
     def _delete_session(self, store_id: str) -> None:
         """A delete that fails (read-only folder) says so: cachelib only logs it and returns

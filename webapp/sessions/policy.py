@@ -6,6 +6,7 @@ and no writes at all on a read-only poll.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -215,11 +216,12 @@ def _still_indexed(stored: ServerSideSession) -> bool:
 
 def _remaining_life(stored: ServerSideSession) -> timedelta:
     """The store's TTL for an entry: what is left of a signed-in session (the earlier of its
-    idle and absolute ends), or the idle timeout for an anonymous one."""
+    idle and absolute ends), rounded up to whole seconds so that the entry lives until the
+    `expires` /session advertises; the idle timeout for an anonymous one."""
     ends = expires_at(stored)
     if ends is None:
         return current_app.permanent_session_lifetime
-    return timedelta(seconds=max(1, int(ends - clock.now())))
+    return timedelta(seconds=max(1, math.ceil(ends - clock.now())))
 
 
 def init_app(app: Flask) -> None:

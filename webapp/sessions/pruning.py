@@ -6,7 +6,8 @@ catches entries the index does not know (anonymous sessions, leftovers of a cras
 only each file's 4-byte expiry header, streaming, so memory stays flat, and deletes cachelib's
 temporary files that a crash or a failed write (disk full) left behind, once they are old
 enough that no write can still be using them. Gunicorn workers prune
-in a background thread at a bounded rate (gunicorn.conf.py starts it), never inside a request.
+in a background thread at a bounded rate (gunicorn.conf.py's post_worker_init starts it),
+never inside a request.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ from .store import session_interface
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-#: Seconds between background runs, and the most a run deletes (the rest waits for the next).
-BACKGROUND_INTERVAL = 60
+#: The most a background run deletes (the rest waits for the next, PRUNE_INTERVAL later).
 BACKGROUND_LIMIT = 5000
-#: The folder sweep reads every file: only every this many background runs.
-SWEEP_EVERY = 60
+#: The folder sweep reads every file: at most about once per this many seconds.
+SWEEP_SECONDS = 3600
 #: cachelib writes an entry to a temporary file with this suffix, then renames it into place.
 TEMPORARY_SUFFIX = FileSystemCache._fs_transaction_suffix
 #: A write takes milliseconds: a temporary file this many seconds old was abandoned (a killed
@@ -124,10 +124,12 @@ def prune(app: Flask, limit: int | None = None, sweep: bool = True) -> dict[str,
 
 
 def _run_forever(app: Flask, runs: int | None = None) -> None:
+    interval = app.config["PRUNE_INTERVAL"]
+    sweep_every = max(1, SWEEP_SECONDS // max(1, interval))
     lock_path = os.path.join(app.instance_path, ".prune.lock")
     run = 0
     while runs is None or run < runs:
-        time.sleep(BACKGROUND_INTERVAL)
+        time.sleep(interval)
         run += 1
         try:
             with open(lock_path, "a") as lock:
@@ -135,7 +137,7 @@ def _run_forever(app: Flask, runs: int | None = None) -> None:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
-                counts = prune(app, limit=BACKGROUND_LIMIT, sweep=run % SWEEP_EVERY == 1)
+                counts = prune(app, limit=BACKGROUND_LIMIT, sweep=(run - 1) % sweep_every == 0)
             if any(counts.values()):
                 logger.info("pruned expired sessions: %s", counts)
         except Exception:
@@ -143,6 +145,12 @@ def _run_forever(app: Flask, runs: int | None = None) -> None:
 
 
 def start_background(app: Any) -> None:
-    """Start the pruning thread (gunicorn's post_worker_init calls this with the app)."""
-    if isinstance(app, Flask):
-        threading.Thread(target=_run_forever, args=(app,), daemon=True, name="prune").start()
+    """Start the pruning thread (gunicorn's post_worker_init calls this with the WSGI app it
+    loaded: the Flask app, or a wrapper holding it as `.app`, as the poll fast path does)."""
+    flask_app = app if isinstance(app, Flask) else getattr(app, "app", None)
+    if not isinstance(flask_app, Flask) or "webapp.db" not in flask_app.extensions:
+        # Another app served with webapp's gunicorn.conf.py (the bench's bare Flask app).
+        logger.info("background pruning not started: %r is not webapp's app", app)
+        return
+    threading.Thread(target=_run_forever, args=(flask_app,), daemon=True, name="prune").start()
+    logger.info("pruning expired sessions every %s s", flask_app.config["PRUNE_INTERVAL"])

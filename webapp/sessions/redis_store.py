@@ -1,16 +1,21 @@
-"""Sessions in Redis, for several hosts: each key with its session's remaining life as TTL."""
+"""Sessions in Redis, for several hosts: each key sealed (store.SealedEntries, as the file
+store's entries are) with its session's remaining life as TTL.
+
+Flask-Session's Redis interface stores plain msgpack and decodes with a pickle fallback: whoever
+could write to Redis could plant a session under an id of their choosing, or make the app
+unpickle. Here every write is sealed and every read checked before anything is decoded.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import msgspec
 from flask import Flask
 from flask_session.redis import RedisSessionInterface as FlaskSessionRedisInterface
 from redis import Redis
 
-from .store import WebappSessionRules
+from .store import DamagedEntry, SealedEntries, WebappSessionRules
 
 logger = logging.getLogger(__name__)
 
@@ -20,19 +25,29 @@ REDIS_TIMEOUT = 2.0
 
 
 class RedisSessionInterface(WebappSessionRules, FlaskSessionRedisInterface):
-    """Sessions in Redis, each key with its session's remaining life as TTL."""
+    """Sessions in Redis, each key sealed, with its session's remaining life as TTL."""
 
-    decoder = msgspec.msgpack.Decoder()
+    def __init__(self, app: Flask, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.sealer = SealedEntries(app.config["SECRET_KEY"])
+
+    def _write_entry(self, store_id: str, data: dict[str, Any], seconds: int) -> None:
+        self.client.set(store_id, self.sealer.seal(store_id, data), ex=seconds)
 
     def _retrieve_session_data(self, store_id: str) -> dict[str, Any] | None:
-        raw = self.client.get(store_id)  # connection errors go on: the app answers 503
+        """The stored session, or None; an entry that fails its check is no session: logged
+        (its key, a hash of the id; never its content) and deleted. The poll fast path reads
+        here too. Connection errors go on: the app answers 503."""
+        raw = self.client.get(store_id)
         if not raw:
             return None
-        try:  # msgpack only: Flask-Session's decoder would fall back to pickle.loads
-            return self._as_session(self.decoder.decode(raw))
-        except msgspec.DecodeError:
-            logger.warning("damaged session entry ignored")
+        try:
+            data = self.sealer.opened(store_id, raw)
+        except DamagedEntry as damage:
+            logger.warning("session entry %s ignored and deleted: %s", store_id, damage)
+            self.client.delete(store_id)
             return None
+        return self._as_session(data)
 
     def ping(self) -> None:
         self.client.ping()

@@ -2,8 +2,10 @@
 
 Two backends (files.py, the embedded default; redis_store.py, for several hosts) share these
 rules: read-only requests never write, entries are keyed by a hash of the session id (sid_hash:
-the one place it is computed), a bad entry is no session, anonymous sessions stay out of the
-store, and no entry is ever unpickled. backend.py picks and installs the configured one.
+the one place it is computed), every entry is sealed (SealedEntries) and one that fails its
+check is no session, anonymous sessions stay out of the store, no entry is ever unpickled, and
+an entry lives at least until the end its session advertises. backend.py picks and installs
+the configured one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import struct
 from collections.abc import Callable
 from datetime import timedelta
@@ -54,9 +57,17 @@ class WebappSessionRules(ServerSideSessionInterface):
     def _upsert_session(
         self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
     ) -> None:
+        """Every write of every backend: a sealed entry whose TTL is rounded up to whole
+        seconds (Flask-Session's rounds down), so that the entry outlives the `expires` that
+        /session advertises."""
         if self.lifetime is not None:
             session_lifetime = self.lifetime(session)
-        super()._upsert_session(session_lifetime, session, store_id)
+        seconds = max(1, math.ceil(session_lifetime.total_seconds()))
+        self._write_entry(store_id, dict(session), seconds)
+
+    def _write_entry(self, store_id: str, data: dict[str, Any], seconds: int) -> None:
+        """Store `data` sealed under `store_id` for at least `seconds`."""
+        raise NotImplementedError
 
     def _get_store_id(self, sid: str) -> str:
         """Entries are keyed by SHA-256 of the session id, as the session index is: a listing
@@ -181,14 +192,16 @@ class Sealed(bytes):
 
 
 class SealedEntries:
-    """The file store's serializer: msgpack under an HMAC-SHA256 of the store key and the
-    payload, with a key derived from the secret key.
+    """Every backend's entry format: msgpack under an HMAC-SHA256 of the store key and the
+    payload, with a key derived from the secret key (and cachelib's serializer for files).
 
-    cachelib's default serializer unpickles whatever is in the folder. Here nothing is
-    decoded before its MAC is checked, so a file written by another program, with another
-    secret key, copied from another session's name, or pickled by an earlier webapp is
-    DamagedEntry, never code. The MAC does not cover the expiry header: session_policy
-    enforces the real timeouts from timestamps inside the entry.
+    cachelib's default serializer unpickles whatever is in the folder, Flask-Session's Redis
+    decoder falls back to pickle, and an unsealed entry would let whoever can write to the
+    store plant a session under an id of their choosing. Here nothing is decoded before its
+    MAC is checked, so an entry written by another program, with another secret key, copied
+    from another session's key, or pickled by an earlier webapp is DamagedEntry, never code
+    and never a session. The MAC does not cover the file store's expiry header or Redis's TTL:
+    session_policy enforces the real timeouts from timestamps inside the entry.
     """
 
     PURPOSE = b"webapp-session-store"
@@ -226,6 +239,12 @@ class SealedEntries:
             return self.decoder.decode(payload)
         except msgspec.DecodeError:
             raise DamagedEntry("MAC matches but the payload is not msgpack") from None
+
+    def opened(self, store_key: str, sealed: bytes) -> Any:
+        """The value sealed under `store_key`; DamagedEntry when it is anything else."""
+        if len(sealed) > MAX_ENTRY_BYTES:
+            raise DamagedEntry(f"larger than {MAX_ENTRY_BYTES} bytes")
+        return self.decode(self.verified(store_key, sealed))
 
     # cachelib's serializer interface: FileSystemCache.set writes the header, then dump().
     def dump(self, value: Any, f: IO[bytes]) -> None:

@@ -7,13 +7,15 @@ Flask route uses (state.py, sessions/policy.py): anonymous callers and signed-in
 one query by primary key when the user cached in the session is older than the touch
 interval). Anything else (no stored entry, expiry, a deleted user, a failing database, a
 required page that lost its session) goes to the Flask route, which is the reference and logs
-what it finds.
+what it finds. It never raises either: whatever it cannot handle (a bug, an input nobody
+thought of) goes to the route too, which has the error pages and the security headers.
 Like the route, it never writes: no store write, no cookie, no database.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 
 from ..errors import STORE_OUTAGES
 from ..models import User
@@ -29,6 +31,8 @@ from ..sessions import policy as session_policy
 from ..sessions.store import session_interface
 from ..web.security_headers import HEADERS
 from . import state as widget
+
+logger = logging.getLogger(__name__)
 
 PATH = "/session"
 #: The poll protocol's headers as WSGI names them.
@@ -63,17 +67,28 @@ class PollFastPath:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
-            answer = self.answer(environ)
+            answer = self.guarded_answer(environ)
             if answer is not None:
                 status, headers, body = answer
                 start_response(status, headers)
                 return [body]
         return self.wsgi_app(environ, start_response)
 
+    def guarded_answer(self, environ: dict[str, Any]) -> Answer | None:
+        """answer(), or None (the route answers) when it raises: a poll is never a bare 500."""
+        try:
+            return self.answer(environ)
+        except Exception:
+            logger.warning("poll fast path failed; the Flask route answers", exc_info=True)
+            return None
+
     def answer(self, environ: dict[str, Any]) -> Answer | None:
         """The response, or None when the Flask route must answer."""
         data: dict[str, Any] = {}
-        sid = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.config["SESSION_COOKIE_NAME"])
+        # Cookies as Flask reads them (the header's characters as WSGI gives them, any byte
+        # accepted): werkzeug.http.parse_cookie decodes UTF-8 strictly and raises.
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        sid = cookies.get(self.config["SESSION_COOKIE_NAME"])
         if sid:
             try:
                 stored = self.interface._retrieve_session_data(self.interface._get_store_id(sid))

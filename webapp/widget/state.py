@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +36,11 @@ VARY = ("Cookie", "HX-Request", "Accept", STATE_HEADER, REQUIRED_HEADER)
 
 
 def iso_utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """next-auth's `expires` format (JavaScript's toISOString): UTC to the millisecond,
+    rounded down, so that the session is still alive at the instant it names."""
+    seconds, milliseconds = divmod(math.floor(timestamp * 1000), 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{milliseconds:03d}Z"
 
 
 def visible_state(

@@ -157,11 +157,13 @@ def _forget_old_copies(series: str) -> None:
         .offset(KEPT_PER_CHAIN)
     )
     old = list(db.scalars(surplus))
+    expired_or_surplus = (RememberToken.expires_at <= clock.utcnow()) | RememberToken.selector.in_(
+        old
+    )
+    # Not evaluated against loaded tokens in Python (SQLite's times come back without a zone).
     db.execute(
-        delete(RememberToken).where(
-            *replaced,
-            (RememberToken.expires_at <= clock.utcnow()) | RememberToken.selector.in_(old),
-        )
+        delete(RememberToken).where(*replaced, expired_or_surplus),
+        execution_options={"synchronize_session": False},
     )
 
 

@@ -123,6 +123,15 @@ def test_revoking_a_restored_session_forgets_the_device(app, laptop, phone):
     assert_forgotten(app, reopened, saved)
 
 
+def test_ending_this_devices_own_remembered_session_forgets_it(app, phone):
+    """ "Sign out" on this device's row of the sessions page is a sign-out."""
+    saved = remember_cookie(phone)
+    ref = this_device_ref(phone)
+    assert post(phone, f"/account/sessions/{ref}/revoke", password=PASSWORD).status_code == 303
+    assert_forgotten(app, phone, saved)
+    assert tokens(app) == []
+
+
 def test_cli_revoke_of_a_remembered_session_forgets_the_device(app, runner, laptop, phone):
     saved = remember_cookie(phone)
     result = runner.invoke(args=["sessions", "revoke", this_device_ref(phone)])

@@ -157,12 +157,10 @@ def _forget_old_copies(series: str) -> None:
         .offset(KEPT_PER_CHAIN)
     )
     old = list(db.scalars(surplus))
-    expired_or_surplus = (RememberToken.expires_at <= clock.utcnow()) | RememberToken.selector.in_(
-        old
-    )
+    expired = RememberToken.expires_at <= clock.utcnow()
     # Not evaluated against loaded tokens in Python (SQLite's times come back without a zone).
     db.execute(
-        delete(RememberToken).where(*replaced, expired_or_surplus),
+        delete(RememberToken).where(*replaced, expired | RememberToken.selector.in_(old)),
         execution_options={"synchronize_session": False},
     )
 

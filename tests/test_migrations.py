@@ -5,6 +5,7 @@ start on one behind, the whole app on PostgreSQL, and several processes starting
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -12,18 +13,30 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from flask import Flask
 from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock
-from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    MetaData,
+    Table,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateIndex, CreateTable
 from support.ports import free_port
 from support.postgres import create_database, url_for
@@ -37,11 +50,43 @@ from webapp.db import (
     get_db,
     make_engine,
 )
-from webapp.models import Base, RememberToken, SignInEvent, User, UserSession
+from webapp.models import Base, RememberToken, SignInEvent, UserSession
 from webapp.users import create_user
 
 ROOT = Path(__file__).resolve().parent.parent
 UPGRADE = "flask --app webapp db upgrade"
+#: The latest revision, and the one a newer webapp would add after it (next_revision).
+HEAD = migrate.head()
+NEXT = f"{int(HEAD) + 1:04d}"
+#: Columns the revisions after 0001 added (with their indexes), as (table, column).
+ADDED_AFTER_INITIAL = {
+    ("users", "remember_reused_at"),
+    ("remember_tokens", "series"),
+    ("remember_tokens", "replaced_at"),
+    ("user_sessions", "remember_series"),
+}
+
+
+def models_at_initial_revision() -> MetaData:
+    """The models without what later revisions added: the tables webapp's create_all made
+    before it had migrations."""
+    metadata = MetaData()
+    for table in Base.metadata.sorted_tables:
+        kept = [c for c in table.columns if (table.name, c.name) not in ADDED_AFTER_INITIAL]
+        columns = [
+            Column(
+                c.name,
+                c.type,
+                *(ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in c.foreign_keys),
+                primary_key=c.primary_key,
+                nullable=c.nullable,
+                index=c.index,
+                unique=c.unique,
+            )
+            for c in kept
+        ]
+        Table(table.name, metadata, *columns, **table.kwargs)
+    return metadata
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -89,14 +134,14 @@ def started(config: dict[str, object]) -> Iterator[Flask]:
 
 @pytest.fixture
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Path]:
-    """Turns this webapp into a newer one: the migrations plus revision 0002 (users.name
+    """Turns this webapp into a newer one: the migrations plus revision NEXT (users.name
     widened, users.locale added; on SQLite that rebuilds the users table, which the other
     tables reference). Returns the new revision's file."""
 
     def arrive() -> Path:
         folder = tmp_path / "migrations"
         shutil.copytree(migrate.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-        revision = folder / "versions" / "r0002_user_locale.py"
+        revision = folder / "versions" / f"r{NEXT}_user_locale.py"
         revision.write_text(NEXT_REVISION)
         monkeypatch.setattr(migrate, "MIGRATIONS", folder)
         return revision
@@ -110,8 +155,8 @@ NEXT_REVISION = '''\
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -126,7 +171,7 @@ def downgrade() -> None:
     with op.batch_alter_table("users", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.alter_column("name", existing_type=sa.String(200), type_=sa.String(100))
         batch.drop_column("locale")
-'''
+'''.replace("{NEXT}", NEXT).replace("{HEAD}", HEAD)
 
 
 def differences(engine: Engine, metadata: Any = Base.metadata) -> list[Any]:
@@ -139,28 +184,37 @@ def revisions(engine: Engine) -> tuple[str, ...]:
 
 
 def sqlite_schema(path: str) -> dict[str, str]:
+    """Each table's and index's SQL, with runs of white space as one space (a column that a
+    revision added with ALTER TABLE is written on the line before)."""
     with sqlite3.connect(path) as connection:
         rows = connection.execute(
             "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT IN "
             "('alembic_version', 'sqlite_sequence')"
         ).fetchall()
     connection.close()
-    return dict(rows)
+    return {name: re.sub(r"\s+", " ", sql) for name, sql in rows}
 
 
 def add_user(engine: Engine, username: str = "alice") -> int:
-    """A user as webapp stores one (the password is helpers.PASSWORD), without the app."""
-    with Session(engine) as db:
-        user = User(
-            username=username,
-            username_key=username,
-            name=username.title(),
-            email=f"{username}@example.com",
-            password_hash=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD),
+    """A user as webapp stores one (the password is helpers.PASSWORD), without the app, in
+    revision 0001's table (the later revisions add only columns that may be empty)."""
+    users = models_at_initial_revision().tables["users"]
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                insert(users).returning(users.c.id),
+                {
+                    "username": username,
+                    "username_key": username,
+                    "name": username.title(),
+                    "email": f"{username}@example.com",
+                    "password_hash": PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(
+                        PASSWORD
+                    ),
+                    "created_at": datetime.now(UTC),
+                },
+            ).scalar_one()
         )
-        db.add(user)
-        db.commit()
-        return user.id
 
 
 def count(app: Flask, model: Any) -> int:
@@ -183,7 +237,7 @@ def signed_in_user(app: Flask) -> dict[str, Any]:
 def test_upgrade_from_empty_creates_the_models_schema(engine):
     before, after = migrate.upgrade(engine)
     assert before.empty
-    assert after.revisions == (migrate.head(),) == (migrate.INITIAL_REVISION,)
+    assert after.revisions == (HEAD,)
     assert after.tables == set(Base.metadata.tables)
     assert differences(engine) == []
 
@@ -201,7 +255,7 @@ def test_initial_revision_emits_what_create_all_emitted(dialect):
             )
         return statements
 
-    assert ddl(migrate.initial_schema()) == ddl(Base.metadata)
+    assert ddl(migrate.initial_schema()) == ddl(models_at_initial_revision())
 
 
 def test_sqlite_schema_from_migrations_is_the_one_create_all_made(tmp_path):
@@ -230,8 +284,8 @@ def test_db_commands_create_check_and_are_idempotent(config):
         engine = engine_of(app)
         result = db_command(app, "check")
         assert result.exit_code == 0, result.output
-        assert "latest revision (0001)" in result.output
-        assert db_command(app, "current").output.strip() == "0001 (latest)"
+        assert f"latest revision ({HEAD})" in result.output
+        assert db_command(app, "current").output.strip() == f"{HEAD} (latest)"
         for _ in range(2):
             result = db_command(app, "upgrade")
             assert result.exit_code == 0, result.output
@@ -248,7 +302,7 @@ def test_db_commands_create_check_and_are_idempotent(config):
 
         result = db_command(app, "upgrade")
         assert result.exit_code == 0, result.output
-        assert "upgraded: was empty (no tables), now 0001 (latest)" in result.output
+        assert f"upgraded: was empty (no tables), now {HEAD} (latest)" in result.output
         assert db_command(app, "check").exit_code == 0
         assert differences(engine) == []
 
@@ -278,7 +332,7 @@ def test_flask_db_commands_on_a_new_install(tmp_path):
     assert "The database is empty" in check.stderr
     upgrade = flask(instance, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "Database upgraded: was empty (no tables), now 0001 (latest)." in upgrade.stdout
+    assert f"Database upgraded: was empty (no tables), now {HEAD} (latest)." in upgrade.stdout
     assert flask(instance, "db", "check").returncode == 0
 
 
@@ -312,10 +366,15 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
 
 
 def test_database_made_before_migrations_is_adopted_on_start(config, engine):
-    Base.metadata.create_all(engine)  # what webapp did at start before it had migrations
+    """Stamped at 0001 on start; being behind the later revisions, it then waits for
+    `db upgrade` like any database behind."""
+    models_at_initial_revision().create_all(engine)  # what webapp did before migrations
     add_user(engine, "alice")
+    with pytest.raises(migrate.SchemaError, match=f"at revision 0001; .* needs revision {HEAD}"):
+        create_app(config)
+    assert revisions(engine) == ("0001",)
+    migrate.upgrade(engine)
     with started(config) as app:
-        assert revisions(engine) == ("0001",)
         assert signed_in_user(app)["name"] == "Alice"
     assert differences(engine) == []
 
@@ -324,7 +383,7 @@ def test_older_database_lacking_tables_and_indexes_is_completed_by_upgrade(confi
     """Before 0902a8a user_sessions had no index on its times, before f0e6cce there was no
     sign_in_events: create_all added missing tables at start, never indexes. Start refuses
     (it never changes a schema that holds data); `db upgrade` adds them and keeps the data."""
-    Base.metadata.create_all(engine)
+    models_at_initial_revision().create_all(engine)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE sign_in_events"))
         connection.execute(text("DROP INDEX ix_user_sessions_created_at"))
@@ -340,14 +399,14 @@ def test_older_database_lacking_tables_and_indexes_is_completed_by_upgrade(confi
     assert revisions(engine) == ()
 
     before, after = migrate.upgrade(engine)
-    assert before.revisions == () and after.revisions == ("0001",)
+    assert before.revisions == () and after.revisions == (HEAD,)
     assert differences(engine) == []
     with started(config) as app:
         signed_in_user(app)
 
 
 def test_database_that_differs_otherwise_is_never_changed(config, engine):
-    Base.metadata.create_all(engine)
+    models_at_initial_revision().create_all(engine)
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE users ADD COLUMN nickname VARCHAR(20)"))
     add_user(engine, "alice")
@@ -374,12 +433,12 @@ def test_database_behind_refuses_to_start_until_upgraded_and_keeps_its_data(
         kept = {model: count(app, model) for model in (UserSession, RememberToken, SignInEvent)}
         assert all(kept.values())
 
-        next_revision()  # a newer webapp arrives, with revision 0002
+        next_revision()  # a newer webapp arrives, with revision NEXT
         with pytest.raises(migrate.SchemaError) as refused:
             create_app(config)
         assert str(refused.value) == (
-            "The database schema is at revision 0001; this version of webapp needs revision "
-            f"0002. Back up the database, run `{UPGRADE}` (with the same WEBAPP_* settings), "
+            f"The database schema is at revision {HEAD}; this version of webapp needs revision "
+            f"{NEXT}. Back up the database, run `{UPGRADE}` (with the same WEBAPP_* settings), "
             "then start webapp."
         )
         check = db_command(app, "check")
@@ -387,7 +446,7 @@ def test_database_behind_refuses_to_start_until_upgraded_and_keeps_its_data(
         assert str(refused.value) in check.output
         upgrade = db_command(app, "upgrade")
         assert upgrade.exit_code == 0, upgrade.output
-        assert "was 0001 (behind the latest, 0002), now 0002 (latest)" in upgrade.output
+        assert f"was {HEAD} (behind the latest, {NEXT}), now {NEXT} (latest)" in upgrade.output
         assert db_command(app, "check").exit_code == 0
         if engine.dialect.name == "sqlite":
             with engine_of(app).connect() as connection:  # the migration's, back in the pool
@@ -407,6 +466,43 @@ def test_database_behind_refuses_to_start_until_upgraded_and_keeps_its_data(
         assert "AUTOINCREMENT" in sqlite_schema(engine.url.database or "")["users"]
 
 
+def test_revision_0002_forgets_remember_tokens_bound_to_no_session_and_goes_back(engine):
+    """Tokens issued before 0002 belong to no session (ending one could not end them): the
+    upgrade deletes them and keeps everything else; the downgrade gives back 0001's tables."""
+    with migrate.migration_connection(engine) as connection:
+        command.upgrade(migrate.alembic_config(connection), "0001")
+    user_id = add_user(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO user_sessions (id, sid_hash, user_id, created_at, last_active_at, "
+                "user_agent) VALUES ('0123456789abcdef', 'h', :user, :now, :now, '')"
+            ),
+            {"user": user_id, "now": "2027-01-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO remember_tokens (selector, secret_hash, user_id, created_at, "
+                "expires_at) VALUES ('s', 'h', :user, :now, :now)"
+            ),
+            {"user": user_id, "now": "2027-01-01 00:00:00"},
+        )
+
+    before, after = migrate.upgrade(engine)
+    assert (before.revisions, after.revisions) == (("0001",), ("0002",))
+    assert differences(engine) == []
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM remember_tokens")).scalar() == 0
+        kept = connection.execute(text("SELECT id, remember_series FROM user_sessions")).all()
+        assert [tuple(row) for row in kept] == [("0123456789abcdef", None)]
+        assert connection.execute(text("SELECT remember_reused_at FROM users")).all() == [(None,)]
+
+    with migrate.migration_connection(engine) as connection:
+        command.downgrade(migrate.alembic_config(connection), "0001")
+    assert revisions(engine) == ("0001",)
+    assert differences(engine, models_at_initial_revision()) == []
+
+
 def test_sqlite_rebuild_that_would_reuse_ids_is_refused_and_rolled_back(tmp_path, next_revision):
     engine = make_engine(f"sqlite:///{tmp_path / 'webapp.db'}")
     migrate.upgrade(engine)
@@ -416,7 +512,7 @@ def test_sqlite_rebuild_that_would_reuse_ids_is_refused_and_rolled_back(tmp_path
     )
     with pytest.raises(migrate.SchemaError, match="rebuilt users without AUTOINCREMENT"):
         migrate.upgrade(engine)
-    assert revisions(engine) == ("0001",)
+    assert revisions(engine) == (HEAD,)
     assert differences(engine) == []
     engine.dispose()
 
@@ -439,12 +535,12 @@ def test_db_revision_writes_the_next_numbered_revision(config, tmp_path, monkeyp
     with started(config) as app:
         result = db_command(app, "revision", "-m", "add a locale", "--autogenerate")
     assert result.exit_code == 0, result.output
-    written = folder / "versions" / "r0002_add_a_locale.py"
+    written = folder / "versions" / f"r{NEXT}_add_a_locale.py"
     assert f"Wrote {written}" in result.output
     source = written.read_text()
-    assert 'revision = "0002"' in source.replace("'", '"')
-    assert 'down_revision = "0001"' in source.replace("'", '"')
-    assert migrate.head() == "0002"
+    assert f'revision = "{NEXT}"' in source.replace("'", '"')
+    assert f'down_revision = "{HEAD}"' in source.replace("'", '"')
+    assert migrate.head() == NEXT
 
 
 # -- (e) the app on PostgreSQL ----------------------------------------------------------------
@@ -546,8 +642,8 @@ def test_concurrent_first_start_on_an_empty_database(database_url, tmp_path):
     for process, (_out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
     logs = "".join(err for _out, err in outputs)
-    assert logs.count("empty database: created the schema at revision 0001") == 1, logs
+    assert logs.count(f"empty database: created the schema at revision {HEAD}") == 1, logs
     engine = make_engine(database_url)
-    assert revisions(engine) == ("0001",)
+    assert revisions(engine) == (HEAD,)
     assert differences(engine) == []
     engine.dispose()

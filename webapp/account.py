@@ -21,6 +21,7 @@ from .models import UserSession
 from .passwords import passwords
 from .sessions import index as session_index
 from .sessions import policy as session_policy
+from .sessions import remember
 from .sessions.store import current_session
 from .web.htmx import current_page, htmx_redirect, is_htmx
 from .web.safe_redirect import next_or_default, safe_next
@@ -78,6 +79,7 @@ def sessions_page(form: Any = None, status: int = 200, error: str | None = None)
         "account/sessions.html",
         sessions=session_index.live_sessions_of(current_user.id),
         this_device=this_device,
+        remembered=remember.remembered_series(current_user.id),
         history=throttle.recent(get_db(), current_user.id),
         describe=session_index.describe_device,
         form=form or PasswordConfirmForm(),
@@ -95,7 +97,8 @@ def sessions() -> ResponseReturnValue:
 @bp.post("/sessions/<ref>/revoke")
 @login_required
 def revoke(ref: str) -> ResponseReturnValue:
-    """End one of the user's sessions, after the password is entered again."""
+    """End one of the user's sessions, after the password is entered again; a remembered
+    device is forgotten with it (its remember-me cookie no longer signs it back in)."""
     # References are 16 hex digits (session_index): anything else names no session, and must
     # not reach the database (PostgreSQL refuses a NUL character with an error).
     row = get_db().get(UserSession, ref) if SESSION_REF.fullmatch(ref) else None

@@ -31,6 +31,9 @@ class User(UserMixin, Base):
     email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: When an old copy of one of the user's remember-me tokens was presented (a stolen
+    #: cookie): the user is told at their next sign-in, then it is cleared.
+    remember_reused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def as_session_user(self) -> dict[str, str | None]:
         """The user as /session shows it (next-auth's session.user)."""
@@ -43,7 +46,12 @@ class User(UserMixin, Base):
 
 
 class RememberToken(Base):
-    """A "remember me" token: the cookie holds selector + secret, the table only a hash."""
+    """A "remember me" token: the cookie holds selector + secret, the table only a hash.
+
+    Every use replaces the token with a new one of the same chain (`series`); the replaced one
+    is kept, marked `replaced_at`, so that an old copy presented later is recognised as theft.
+    The sessions a chain signed in name it (`UserSession.remember_series`).
+    """
 
     __tablename__ = "remember_tokens"
 
@@ -52,6 +60,10 @@ class RememberToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The chain: the selector of its first token, shared by every token that replaced it.
+    series: Mapped[str] = mapped_column(String(32), index=True)
+    #: When a newer token of the chain replaced this one; None for the chain's current token.
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class UserSession(Base):
@@ -69,6 +81,9 @@ class UserSession(Base):
     last_active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str] = mapped_column(String(512), default="")
+    #: The remember-me chain that signed this session in, or was issued with it: ending the
+    #: session ends the chain, so the device cannot sign itself back in.
+    remember_series: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class SignInEvent(Base):

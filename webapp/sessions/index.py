@@ -1,7 +1,9 @@
 """The per-user index of live sessions in the database, for listing and revoking them.
 
 Rows hold SHA-256 of the session id, which is also the store's key for the entry: revoking
-deletes the entry by that hash, and a leaked table gives no usable session id.
+deletes the entry by that hash, and a leaked table gives no usable session id. A row names the
+remember-me chain that signed its session in (remember.py): ending the session ends the chain,
+so the device cannot sign itself straight back in.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ua_parser import parse
 
 from .. import clock
 from ..db import get_db
-from ..models import User, UserSession
+from ..models import RememberToken, User, UserSession
 from .store import session_interface
 
 
@@ -25,7 +27,7 @@ def sid_hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def create(user: User, sid: str) -> UserSession:
+def create(user: User, sid: str, remember_series: str | None = None) -> UserSession:
     now = clock.utcnow()
     row = UserSession(
         id=secrets.token_hex(8),  # hex: never starts with "-", which a CLI would take as an option
@@ -35,6 +37,7 @@ def create(user: User, sid: str) -> UserSession:
         last_active_at=now,
         ip=request.remote_addr,
         user_agent=request.user_agent.string[:512],
+        remember_series=remember_series,
     )
     db = get_db()
     db.add(row)
@@ -67,16 +70,34 @@ def touch(sid: str) -> None:
     db.commit()
 
 
-def remove(sid: str) -> None:
-    """Forget a session that ended (sign-out, expiry); its store entry is handled by the caller."""
+def remove(sid: str, *, forget_device: bool) -> None:
+    """Forget a session that ended; its store entry is handled by the caller. Sign-out forgets
+    the device too (its remember-me chain ends); expiry does not, since signing a device back
+    in after its session timed out is what remember-me is for."""
     db = get_db()
+    if forget_device:
+        row = find(sid)
+        if row is not None:
+            _end_chains([row])
     db.execute(delete(UserSession).where(UserSession.sid_hash == sid_hash(sid)))
     db.commit()
 
 
-def revoke(rows: list[UserSession]) -> int:
-    """End these sessions: delete their store entries and rows. Their next request, a poll
-    included, finds no session.
+def _end_chains(rows: list[UserSession], keep_token: str | None = None) -> None:
+    """Delete the remember-me tokens of the chains these sessions belong to (but `keep_token`);
+    the caller commits."""
+    chains = {row.remember_series for row in rows if row.remember_series}
+    if chains:
+        query = delete(RememberToken).where(RememberToken.series.in_(chains))
+        if keep_token is not None:
+            query = query.where(RememberToken.selector != keep_token)
+        get_db().execute(query)
+
+
+def revoke(rows: list[UserSession], keep_token: str | None = None) -> int:
+    """End these sessions: delete their store entries and rows, and end their remember-me
+    chains (all but the token `keep_token`). Their next request, a poll included, finds no
+    session, and no remember-me cookie signs it back in.
 
     Entries go first, so that whatever stops this half-way leaves the sessions listed and
     revocable. A request of one of them that checked its row before the commit may write its
@@ -89,6 +110,7 @@ def revoke(rows: list[UserSession]) -> int:
     for row in rows:
         interface.delete_by_hash(row.sid_hash)
         db.delete(row)
+    _end_chains(rows, keep_token)
     db.commit()
     for hashed in hashes:
         interface.delete_by_hash(hashed)
@@ -113,10 +135,11 @@ def live_sessions_of(user_id: int) -> list[UserSession]:
     return [row for row in sessions_of(user_id) if is_live(row)]
 
 
-def revoke_all(user_id: int, keep_sid: str | None = None) -> int:
-    """End every session of the user except `keep_sid`'s (if given)."""
+def revoke_all(user_id: int, keep_sid: str | None = None, keep_token: str | None = None) -> int:
+    """End every session of the user except `keep_sid`'s (if given), with their remember-me
+    chains except the token `keep_token` (this device's)."""
     keep = sid_hash(keep_sid) if keep_sid else None
-    return revoke([row for row in sessions_of(user_id) if row.sid_hash != keep])
+    return revoke([row for row in sessions_of(user_id) if row.sid_hash != keep], keep_token)
 
 
 @lru_cache(maxsize=256)

@@ -53,8 +53,16 @@ def _new_csrf_token() -> None:
     generate_csrf()
 
 
-def start(user: User, *, remember_me: bool = False, method: str = "password") -> None:
-    """Sign `user` in on a brand-new session id with a new CSRF token, and index the session.
+def start(
+    user: User,
+    *,
+    remember_me: bool = False,
+    method: str = "password",
+    remember_series: str | None = None,
+) -> None:
+    """Sign `user` in on a brand-new session id with a new CSRF token, and index the session
+    with the remember-me chain it belongs to: a new one for `remember_me`, or the chain that
+    restored it (`remember_series`).
 
     The order matters: Flask-Session's regenerate() does nothing on an empty session. A session
     restored from a remember-me token (method "remember") is not fresh.
@@ -70,10 +78,11 @@ def start(user: User, *, remember_me: bool = False, method: str = "password") ->
         session[AUTHENTICATED_AT] = now
     session_interface(current_app).regenerate(current_session())
     _new_csrf_token()
-    session_index.create(user, current_session().sid)
-    throttle.record(get_db(), user.username, "success", method, user)
     if remember_me:
-        remember.issue(user)
+        remember_series = remember.issue(user)
+    session_index.create(user, current_session().sid, remember_series)
+    throttle.record(get_db(), user.username, "success", method, user)
+    remember.tell_about_reuse(user)
     events.record("sign_in", user_id=user.id, sid=current_session().sid, method=method)
 
 
@@ -104,13 +113,13 @@ def is_fresh() -> bool:
 
 def end(event: str = "sign_out") -> None:
     """Sign out: delete the stored session, its index row, its cookie and this device's
-    remember-me token."""
+    remember-me chain (the cookie's, and the one the session belongs to)."""
     events.record(event, user_id=current_user_id(), sid=current_session().sid)
     remember.revoke_current()
     # The store entry before its index row: a process killed in between leaves a row that
     # names nothing (pruned later), never a live session that no list shows or can revoke.
     session_interface(current_app).delete_entry(current_session())
-    session_index.remove(current_session().sid)
+    session_index.remove(current_session().sid, forget_device=True)
     logout_user()
     session.clear()
 
@@ -118,13 +127,14 @@ def end(event: str = "sign_out") -> None:
 def end_other_sessions(user: User) -> int:
     """End every session of the user but this one, and every remember-me token but this
     device's; the number of sessions ended."""
-    remember.revoke_all(user, keep_current=True)
-    return session_index.revoke_all(user.id, keep_sid=current_session().sid)
+    keep = remember.current_selector()
+    remember.revoke_all(user, keep=keep)
+    return session_index.revoke_all(user.id, keep_sid=current_session().sid, keep_token=keep)
 
 
 def end_all_sessions(user: User) -> int:
     """End every session and remember-me token of the user (CLI: password set, user deleted)."""
-    remember.revoke_all(user, keep_current=False)
+    remember.revoke_all(user)
     return session_index.revoke_all(user.id)
 
 
@@ -178,10 +188,11 @@ def extend() -> None:
 
 def _expire() -> None:
     """End a timed-out session on first sight; on a read-only request only the store entry
-    and index row go (no cookie is touched)."""
+    and index row go (no cookie is touched). Its remember-me chain stays: signing the device
+    back in after a timeout is what it is for."""
     events.record("session_expired", user_id=current_user_id(), sid=current_session().sid)
     session_interface(current_app).delete_entry(session)
-    session_index.remove(current_session().sid)
+    session_index.remove(current_session().sid, forget_device=False)
     logout_user()
     session.clear()
 
@@ -193,8 +204,8 @@ def enforce() -> None:
     read_only = _is_read_only_request()
     g.read_only_session = read_only
     if "_user_id" not in session:
-        if not read_only and (user := remember.redeem()) is not None:
-            start(user, method="remember")
+        if not read_only and (restored := remember.redeem()) is not None:
+            start(restored.user, method="remember", remember_series=restored.series)
         return
     now = clock.now()
     ends = expires_at(session)

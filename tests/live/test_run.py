@@ -13,7 +13,9 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, ROOT, WORKERS, _environment, _read, _stop
+from conftest import ROOT, WORKERS, _environment
+from support.gunicorn import BIN, stop
+from support.gunicorn import read_log as _read
 from support.ports import free_port
 
 pytestmark = pytest.mark.live
@@ -77,7 +79,7 @@ def started(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             assert get(port, "/login") == 200
             assert get(port, "/session") == 200
         finally:
-            _stop(process)
+            stop(process)
     return request.param, port, instance, _read(out), _read(err), listening_at_banner
 
 

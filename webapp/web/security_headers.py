@@ -1,9 +1,10 @@
 """Headers on every response: a strict Content-Security-Policy (no inline code, no eval) and
-friends. htmx runs under it because it is configured with allowEval and inline styles off."""
+friends. htmx runs under it because it is configured with allowEval and inline styles off.
+Nothing but static files is stored by a browser or a proxy."""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -27,9 +28,17 @@ HEADERS = {
 }
 
 
+#: For every answer but a static file's: pages show account data (the widget, the profile,
+#: the sessions list) and carry CSRF tokens, so none may be kept: after sign-out, the Back
+#: button on a shared computer must not show the previous user's pages.
+NO_STORE = "no-store"
+
+
 def add_security_headers(response: Response) -> Response:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint != "static":  # static_files.py sets their long cache
+        response.headers.setdefault("Cache-Control", NO_STORE)
     return response
 
 

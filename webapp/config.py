@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: Signs CSRF tokens. Left empty, a key is generated once into instance/secret_key (0600) and
@@ -33,6 +34,11 @@ SIGNUP = True
 SECURE_COOKIES = True
 #: How many reverse proxies stand in front (for client IP and scheme via X-Forwarded-*).
 PROXY_HOPS = 0
+#: The host names this site answers to, comma-separated (the Host header, or X-Forwarded-Host
+#: through WEBAPP_PROXY_HOPS; the port is not compared). Any other gets 400. ".example.com"
+#: also matches every subdomain. The default serves loopback only (`make run`): a server sets
+#: its own name. Werkzeug cannot match IPv6 literals here: name the host instead.
+TRUSTED_HOSTS = "localhost,127.0.0.1"
 #: Argon2id cost parameters (argon2-cffi's RFC 9106 low-memory profile); stored hashes made
 #: with other parameters are rehashed at the next sign-in.
 ARGON2_TIME_COST = 3
@@ -60,6 +66,7 @@ SETTINGS = (
     "SIGNUP",
     "SECURE_COOKIES",
     "PROXY_HOPS",
+    "TRUSTED_HOSTS",
     "ARGON2_TIME_COST",
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
@@ -131,8 +138,40 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"{ENV_PREFIX}REDIS_URL must be a redis:// URL, got {config['REDIS_URL']!r}"
         )
+    trusted_hosts(config["TRUSTED_HOSTS"])
     if config["SESSION_BACKEND"] not in SESSION_BACKENDS:
         raise ConfigError(
             f"{ENV_PREFIX}SESSION_BACKEND must be one of {', '.join(SESSION_BACKENDS)}, "
             f"got {config['SESSION_BACKEND']!r}"
         )
+
+
+#: A host name or IPv4 address as Werkzeug accepts it in a Host header, with an optional
+#: leading dot (any subdomain).
+HOST_NAME = re.compile(r"\.?[a-z0-9-]+(\.[a-z0-9-]+)*")
+
+
+def trusted_hosts(value: str | Iterable[str]) -> list[str]:
+    """TRUSTED_HOSTS as the list Flask's own TRUSTED_HOSTS takes: a comma-separated string
+    (or, in instance/config.py, a list) of host names without ports, at least one."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    hosts = [str(name).strip().lower() for name in names if str(name).strip()]
+    for host in hosts:
+        if host.startswith("[") or host.count(":") > 1:
+            raise ConfigError(
+                f"{ENV_PREFIX}TRUSTED_HOSTS cannot hold an IPv6 address (Werkzeug cannot "
+                f"match one): name the host instead, got {host!r}"
+            )
+        if ":" in host:
+            raise ConfigError(
+                f"{ENV_PREFIX}TRUSTED_HOSTS takes bare host names (no scheme, no port: the port "
+                f"is not compared), got {host!r}"
+            )
+        if not HOST_NAME.fullmatch(host):
+            raise ConfigError(f"{ENV_PREFIX}TRUSTED_HOSTS: {host!r} is not a host name")
+    if not hosts:
+        raise ConfigError(
+            f"{ENV_PREFIX}TRUSTED_HOSTS must name at least one host (the names this site is "
+            "reached by, comma-separated)"
+        )
+    return hosts

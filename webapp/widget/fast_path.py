@@ -21,7 +21,9 @@ from typing import Any
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_cookie
+from werkzeug.wsgi import get_host
 
 from ..errors import STORE_OUTAGES
 from ..models import User
@@ -62,13 +64,25 @@ class PollFastPath:
         ]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
+        if (
+            environ.get("PATH_INFO") == PATH
+            and environ.get("REQUEST_METHOD") == "GET"
+            and self.trusted_host(environ)
+        ):
             answer = self.answer(environ)
             if answer is not None:
                 status, headers, body = answer
                 start_response(status, headers)
                 return [body]
         return self.wsgi_app(environ, start_response)
+
+    def trusted_host(self, environ: dict[str, Any]) -> bool:
+        """Flask's TRUSTED_HOSTS check; the route refuses any other host (a 400 that says so)."""
+        try:
+            get_host(environ, self.config["TRUSTED_HOSTS"])
+        except SecurityError:
+            return False
+        return True
 
     def answer(self, environ: dict[str, Any]) -> Answer | None:
         """The response, or None when the Flask route must answer."""

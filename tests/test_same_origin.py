@@ -90,6 +90,22 @@ def test_a_sign_in_form_over_https_with_origin_only_signs_in(client, user):
     assert client.get("/session", base_url=HTTPS).get_json()["user"]["username"] == "alice"
 
 
+def test_the_script_docs_scripts_md_shows_works(app, user):
+    """Token from GET /csrf (fetched again after sign-in: it changes), X-CSRFToken, Origin."""
+    client = app.test_client()
+
+    def post(path: str, **data: str):  # type: ignore[no-untyped-def]
+        token = client.get("/csrf", base_url=HTTPS).get_json()["csrfToken"]
+        headers = {"Origin": HTTPS, "X-CSRFToken": token}
+        return client.post(path, data=data, base_url=HTTPS, headers=headers)
+
+    signed_in = post("/login", username="alice", password="correct horse battery")
+    assert signed_in.status_code == 303
+    assert client.get("/session", base_url=HTTPS).get_json()["user"]["username"] == "alice"
+    assert post("/logout").status_code == 303
+    assert client.get("/session", base_url=HTTPS).get_json() == {}
+
+
 def test_plain_http_needs_the_token_only(client, auth, user):
     """Without TLS, headers prove nothing more than the token (make run, on loopback)."""
     auth.login()

@@ -133,4 +133,3 @@ def test_sign_out_over_https_deletes_the_host_cookies_as_they_were_set(https_app
     for header in deleted.values():
         assert "; Secure" in header and "; Path=/" in header and "Domain=" not in header
     assert response.headers["Clear-Site-Data"] == '"cache", "storage"'
-

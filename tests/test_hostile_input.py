@@ -404,16 +404,16 @@ TRACEBACK_MARKERS = ("Traceback (most recent call last)", "werkzeug.debug", 'Fil
 
 def same_site(location: str) -> bool:
     """A path on this site, as sent and percent-decoded: never //host, /\\host, a scheme, or a
-    control character a browser would drop."""
+    control character a browser would drop (none as sent; none in the decoded path, where a
+    dropped one could make /%09/host a //host; a query may carry any byte percent-encoded)."""
     for value in (location, unquote(location)):
         parts = urlsplit(value)
         if parts.scheme or parts.netloc or not value.startswith("/"):
             return False
         if value.startswith(("//", "/\\")) or "\\" in value.split("?")[0]:
             return False
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            return False
-    return True
+    path = unquote(location.split("?", 1)[0])
+    return not any(ord(c) < 32 or ord(c) == 127 for c in location + path)
 
 
 def wants_json(request: Hostile) -> bool:

@@ -1,5 +1,6 @@
 """A before_request guard, first of all: input that werkzeug or the database would turn into
-a 500 (or a 503 "database not answering") is refused with a clear 4xx before anything reads it.
+a 500 (or a 503 "database not answering") is refused with a clear 4xx before anything reads it;
+so is a Host this site does not serve, and werkzeug's own redirects never name the Host.
 """
 
 from __future__ import annotations

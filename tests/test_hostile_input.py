@@ -20,6 +20,7 @@ explores with random seeds and 1,000 examples, and saves what fails under .hypot
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -451,6 +452,22 @@ def check(request: Hostile, response: TestResponse) -> None:
 
 
 # the properties --------------------------------------------------------------------------------
+
+
+def test_property_tests_are_reproducible_unless_asked_to_fuzz() -> None:
+    """A fresh clone and CI try the same examples as the developer ("ci"); `make fuzz`
+    explores ("fuzz") and keeps what fails."""
+    ci, fuzz = settings.get_profile("ci"), settings.get_profile("fuzz")
+    assert ci.derandomize and ci.database is None and ci.print_blob
+    assert not fuzz.derandomize and fuzz.database is not None
+    assert fuzz.max_examples > ci.max_examples
+    chosen = "ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    profile = settings.get_profile(chosen)
+    assert (HOSTILE.derandomize, HOSTILE.max_examples, HOSTILE.database) == (
+        profile.derandomize,
+        profile.max_examples,
+        profile.database,
+    )
 
 
 def test_every_route_has_a_strategy(app: Flask) -> None:

@@ -12,7 +12,7 @@ TEST_DEBS := chromium:/usr/bin/chromium redis-server:/usr/bin/redis-server \
 	valgrind:/usr/bin/valgrind
 
 .DEFAULT_GOAL := help
-.PHONY: help run test fuzz lint bench stress screenshots system-deps clean
+.PHONY: help run test lint bench stress screenshots system-deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,9 +56,6 @@ lint: $(STAMP) ## ruff and mypy
 test: $(STAMP) system-deps lint ## The whole suite: lint; files+SQLite and Redis+PostgreSQL; gunicorn, two hosts, browser
 	$(BIN)/pytest --cov --cov-report=term
 
-fuzz: $(STAMP) system-deps ## Property tests on random seeds, 1000 examples; failures kept in .hypothesis/
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_hostile_input.py $(FUZZ_ARGS)
-
 bench: $(STAMP) system-deps ## Measure /session polls under gunicorn with wrk (MARKDOWN=docs/benchmarks.md to save)
 	$(BIN)/python bench/run.py $(if $(MARKDOWN),--markdown $(MARKDOWN)) $(BENCH_ARGS)
 
@@ -67,6 +64,10 @@ stress: $(STAMP) system-deps ## 500 users per store, then anonymous visits; ever
 
 screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
 	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q
+
+.PHONY: fuzz
+fuzz: $(STAMP) system-deps ## Property tests on random seeds, 1000 examples; failures kept in .hypothesis/
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_hostile_input.py $(FUZZ_ARGS)
 
 clean: ## Remove the virtualenv and caches (the instance folder is kept)
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,14 +21,13 @@ from typing import Any
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import SecurityError
 from werkzeug.http import parse_cookie
-from werkzeug.wsgi import get_host
 
 from ..errors import STORE_OUTAGES
 from ..models import User
 from ..sessions import policy as session_policy
 from ..sessions.store import session_interface
+from ..web.request_guard import host_trusted
 from ..web.security_headers import HEADERS
 from . import state as widget
 
@@ -64,11 +63,7 @@ class PollFastPath:
         ]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if (
-            environ.get("PATH_INFO") == PATH
-            and environ.get("REQUEST_METHOD") == "GET"
-            and self.trusted_host(environ)
-        ):
+        if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
             answer = self.answer(environ)
             if answer is not None:
                 status, headers, body = answer
@@ -76,16 +71,10 @@ class PollFastPath:
                 return [body]
         return self.wsgi_app(environ, start_response)
 
-    def trusted_host(self, environ: dict[str, Any]) -> bool:
-        """Flask's TRUSTED_HOSTS check; the route refuses any other host (a 400 that says so)."""
-        try:
-            get_host(environ, self.config["TRUSTED_HOSTS"])
-        except SecurityError:
-            return False
-        return True
-
     def answer(self, environ: dict[str, Any]) -> Answer | None:
         """The response, or None when the Flask route must answer."""
+        if not host_trusted(environ, self.config["TRUSTED_HOSTS"]):
+            return None  # the route refuses it, with a 400 that says why
         data: dict[str, Any] = {}
         sid = parse_cookie(environ.get("HTTP_COOKIE", "")).get(self.config["SESSION_COOKIE_NAME"])
         if sid:

@@ -22,7 +22,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    # Flask-WTF checks a same-origin Referer on HTTPS POSTs: "no-referrer" would break forms.
+    # An HTTPS POST must name this site in Origin or, without one, Referer (same_origin.py):
+    # "same-origin" keeps that fallback for clients that send no Origin.
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }

@@ -83,5 +83,9 @@ stress: $(STAMP) system-deps ## 500 users per store, then anonymous visits; ever
 screenshots: $(STAMP) system-deps ## Regenerate docs/screenshots/*.png from the browser tests
 	WEBAPP_SCREENSHOTS=1 $(BIN)/pytest tests/live -m browser -q
 
+.PHONY: fuzz
+fuzz: $(STAMP) system-deps ## Property tests on random seeds, 1000 examples; failures kept in .hypothesis/
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_hostile_input.py $(FUZZ_ARGS)
+
 clean: ## Remove the virtualenv and caches (the instance folder is kept)
 	rm -rf $(VENV) .coverage .pytest_cache .mypy_cache .ruff_cache *.egg-info

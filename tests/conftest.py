@@ -1,10 +1,12 @@
 """Fixtures: an app per test in its own instance folder and database, a movable clock, and
 sign-in helpers. Every test that takes `app` (or `app_config`) runs twice: on the embedded
 configuration (files + SQLite) and the distributed one (Redis + PostgreSQL, real servers on
-free loopback ports); tests marked `filesystem_only` check what only the file store has."""
+free loopback ports); tests marked `filesystem_only` check what only the file store has.
+Property-based tests run on a hypothesis profile (below): reproducible unless asked to fuzz."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from helpers import FAST_ARGON2, PASSWORD, AuthActions, FakeClock, count_store_writes
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from redis import Redis
 from support.postgres import create_database, postgres_server
 from support.redis_server import RedisServer, redis_server
@@ -23,6 +27,26 @@ from webapp.db import get_db
 from webapp.users import create_user
 
 BACKENDS = ("embedded", "distributed")
+
+# Hypothesis profiles. "ci", the default (and the only one when CI is set): the same examples
+# on every run and every machine, and no example database; a failure prints the blob that
+# replays it (@reproduce_failure). "fuzz" (HYPOTHESIS_PROFILE=fuzz, `make fuzz`): random
+# seeds, many more examples, and every failing example saved in .hypothesis/examples/
+# (gitignored, like hypothesis's other caches there), replayed first by the next run.
+settings.register_profile(
+    "ci", derandomize=True, database=None, print_blob=True, max_examples=60, deadline=None
+)
+settings.register_profile(
+    "fuzz",
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(
+        str(Path(__file__).resolve().parent.parent / ".hypothesis" / "examples")
+    ),
+    print_blob=True,
+    max_examples=1000,
+    deadline=None,
+)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

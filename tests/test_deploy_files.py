@@ -347,6 +347,13 @@ def test_env_file_values_are_valid_settings():
     )
 
 
+def test_env_file_trusts_the_host_nginx_serves():
+    """Any other Host is a 400: the example's name must be nginx's server_name."""
+    trusted = config.trusted_hosts(env_assignments()["WEBAPP_TRUSTED_HOSTS"])
+    names = set(re.findall(r"server_name\s+([^;]+);", active(NGINX_CONF.read_text("utf-8"))))
+    assert names == {"webapp.example.com"} and trusted == ["webapp.example.com"]
+
+
 # --- docs/deploy.md --------------------------------------------------------------------------
 
 
@@ -356,6 +363,7 @@ def test_deploy_guide_covers_what_operators_must_get_right():
         "noeviction",
         "WEBAPP_PROXY_HOPS",
         "WEBAPP_SECRET_KEY",
+        "WEBAPP_TRUSTED_HOSTS",
         "/healthz",
         "flask --app webapp db upgrade",
         "appendonly",

@@ -13,8 +13,9 @@ Routes are read from the app, so a new route is covered at once; one this module
 strategy for (its form's fields, its URL arguments) fails `test_every_route_has_a_strategy`.
 The focused tests after the properties pin each fix that these found.
 
-Examples per property: HOSTILE_INPUT_EXAMPLES (default 60; raise it for a deeper run). With
-CI set, hypothesis is derandomized so that CI runs are reproducible.
+Examples per property and seeds: the hypothesis profile (tests/conftest.py). By default the
+"ci" profile, derandomized: every run tries the same 60 examples per property. `make fuzz`
+explores with random seeds and 1,000 examples, and saves what fails under .hypothesis/.
 """
 
 from __future__ import annotations
@@ -50,18 +51,14 @@ from webapp.users import find_user
 
 # settings ------------------------------------------------------------------------------------
 
-settings.register_profile(
-    "hostile_input",
-    max_examples=int(os.environ.get("HOSTILE_INPUT_EXAMPLES", "60")),
+#: Examples, seeds and the example database come from the profile tests/conftest.py loads
+#: ("ci": derandomized; "fuzz": `make fuzz`).
+HOSTILE = settings(
     deadline=None,  # requests touch real servers (PostgreSQL, Redis): timings vary
-    derandomize=bool(os.environ.get("CI")),
-    database=None,  # nothing written into the tree; a failure prints its example
-    print_blob=True,
     # The app, its database and the signed-in visitor are made once per test, on purpose:
     # examples share them (and say so: see Visitors), which keeps the module fast.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-HOSTILE = settings.get_profile("hostile_input")
 
 MAX_CONTENT_LENGTH = 1024 * 1024
 
@@ -374,6 +371,8 @@ def draw_request(data: st.DataObject, app: Flask, visitors: Visitors) -> Hostile
         value = data.draw(PATH_ARGS[name], label=name)
         arguments[name] = visitors.live_ref() if value == "<live>" else value
     request.path = build_path(route.rule, arguments)
+    if data.draw(st.integers(0, 4), label="double slash") == 0:
+        request.path = double_slash(request.path)  # Werkzeug redirects it (merge slashes)
     request.cookies = list(identity.cookies.items())
     request.headers = [("X-CSRFToken", identity.token)] if data.draw(st.booleans()) else []
     fields = FORM_FIELDS[route.endpoint]
@@ -383,6 +382,13 @@ def draw_request(data: st.DataObject, app: Flask, visitors: Visitors) -> Hostile
             request.form.append((name, data.draw(text_values, label=name)))
     request.environ["REMOTE_ADDR"] = data.draw(client_addresses, label="REMOTE_ADDR")
     return request
+
+
+def double_slash(path: str) -> str:
+    """The path with its second slash doubled (/account//sessions): a leading // would be a
+    host to the test client."""
+    head, slash, tail = path[1:].partition("/")
+    return f"/{head}//{tail}" if slash else path
 
 
 client_addresses = st.one_of(
@@ -399,16 +405,16 @@ TRACEBACK_MARKERS = ("Traceback (most recent call last)", "werkzeug.debug", 'Fil
 
 def same_site(location: str) -> bool:
     """A path on this site, as sent and percent-decoded: never //host, /\\host, a scheme, or a
-    control character a browser would drop."""
+    control character a browser would drop (none as sent; none in the decoded path, where a
+    dropped one could make /%09/host a //host; a query may carry any byte percent-encoded)."""
     for value in (location, unquote(location)):
         parts = urlsplit(value)
         if parts.scheme or parts.netloc or not value.startswith("/"):
             return False
         if value.startswith(("//", "/\\")) or "\\" in value.split("?")[0]:
             return False
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            return False
-    return True
+    path = unquote(location.split("?", 1)[0])
+    return not any(ord(c) < 32 or ord(c) == 127 for c in location + path)
 
 
 def wants_json(request: Hostile) -> bool:
@@ -446,6 +452,22 @@ def check(request: Hostile, response: TestResponse) -> None:
 
 
 # the properties --------------------------------------------------------------------------------
+
+
+def test_property_tests_are_reproducible_unless_asked_to_fuzz() -> None:
+    """A fresh clone and CI try the same examples as the developer ("ci"); `make fuzz`
+    explores ("fuzz") and keeps what fails."""
+    ci, fuzz = settings.get_profile("ci"), settings.get_profile("fuzz")
+    assert ci.derandomize and ci.database is None and ci.print_blob
+    assert not fuzz.derandomize and fuzz.database is not None
+    assert fuzz.max_examples > ci.max_examples
+    chosen = "ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    profile = settings.get_profile(chosen)
+    assert (HOSTILE.derandomize, HOSTILE.max_examples, HOSTILE.database) == (
+        profile.derandomize,
+        profile.max_examples,
+        profile.database,
+    )
 
 
 def test_every_route_has_a_strategy(app: Flask) -> None:
@@ -716,7 +738,10 @@ def fixed_variants(request: Hostile, token: str) -> Iterator[Hostile]:
         headers=[("HX-Request", "true"), ("X-Session-Required", "1"), ("X-Session-State", "x")]
     )
     yield variant(environ={"REMOTE_ADDR": "unknown, " + "a" * 100})
-    yield variant(environ={"HTTP_HOST": "a" * 64})  # werkzeug refuses it (BadHost)
+    yield variant(environ={"HTTP_HOST": "a" * 64})  # not a host, nor a trusted one
+    yield variant(environ={"HTTP_HOST": "evil.example"})
+    yield variant(path=double_slash(request.path), raw_query="x=\n1&next=%0a//evil.example")
+    yield variant(path=double_slash(request.path), environ={"HTTP_HOST": "evil.example"})
 
 
 def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors: Visitors) -> None:
@@ -775,10 +800,11 @@ def test_nul_character_in_the_request_line_or_a_header_is_a_clear_400(app, user)
     assert "The request holds a NUL character." in revoke.get_data(as_text=True)
 
 
-def test_host_header_werkzeug_refuses_is_a_clear_400(app):
-    """No URL can be built for it, so base.html cannot render: the error page was a 500."""
-    message = "The Host header does not name a valid host."
-    for host in ("a" * 64, "a" * 64 + ".example:8000"):
+def test_a_host_header_that_is_not_trusted_or_not_a_host_is_a_clear_400(app):
+    """No URL can be built for it, so base.html cannot render: the error page was a 500 (and
+    an invalid host, with no TRUSTED_HOSTS, got 200)."""
+    message = "The Host header names a host this site does not serve."
+    for host in ("a" * 64, "a" * 64 + ".example:8000", "ev il", "evil.example", "localhost:0"):
         page = app.test_client().get("/", headers={"Host": host})
         assert page.status_code == 400
         assert page.mimetype == "text/html"

@@ -108,6 +108,11 @@ def _configure_flask(app: Flask) -> None:
         # Tie CSRF tokens to the session rather than to an hour: a page left open still posts.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_HEADERS=["X-CSRFToken", "X-CSRF-Token"],
+        # Flask-WTF's HTTPS check wants a Referer; web/same_origin.py accepts Origin as well.
+        WTF_CSRF_SSL_STRICT=False,
+        # Flask's Host check (a 400 that web/request_guard.py explains), on the list webapp's
+        # setting names; it applies to the host ProxyFix takes from X-Forwarded-Host.
+        TRUSTED_HOSTS=settings.trusted_hosts(app.config["TRUSTED_HOSTS"]),
         # One size limit, the one the 413 names: werkzeug's own for a form field (500 KB)
         # would refuse a smaller request than MAX_CONTENT_LENGTH says.
         MAX_FORM_MEMORY_SIZE=app.config["MAX_CONTENT_LENGTH"],

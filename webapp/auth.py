@@ -7,6 +7,7 @@ from flask import (
     abort,
     current_app,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -22,6 +23,7 @@ from .extensions import login_manager
 from .forms import LoginForm, LogoutForm, SignupForm
 from .models import User
 from .sessions import policy as session_policy
+from .sessions.store import session_interface
 from .web.htmx import current_page, htmx_redirect, is_htmx, login_url
 from .web.safe_redirect import next_or_default, safe_next
 
@@ -93,10 +95,15 @@ def locked_out(username: str, wait: int) -> str:
 def logout() -> ResponseReturnValue:
     if request.method == "POST":
         if current_user.is_authenticated:
-            session_policy.end()
-        response = redirect(url_for("auth.login"), 303)
-        # Also drops what this site left in the browser's storage (a secure context only).
-        response.headers["Clear-Site-Data"] = '"cookies", "storage"'
+            session_policy.end()  # its session and remember-me cookies go with it
+        response = make_response(redirect(url_for("auth.login"), 303))
+        # This site's own cookies only, by name: Clear-Site-Data's "cookies" would delete the
+        # cookies of every site under the same registrable domain.
+        csrf_cookie = session_interface(current_app).csrf_cookie
+        if csrf_cookie.name in request.cookies:
+            csrf_cookie.delete(response)
+        # The pages a browser kept, and what scripts stored (a secure context only).
+        response.headers["Clear-Site-Data"] = '"cache", "storage"'
         return response
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"), 303)

@@ -44,6 +44,11 @@ SIGNUP = True
 SECURE_COOKIES = True
 #: How many reverse proxies stand in front (for client IP and scheme via X-Forwarded-*).
 PROXY_HOPS = 0
+#: The host names this site answers to, comma-separated (the Host header, or X-Forwarded-Host
+#: through WEBAPP_PROXY_HOPS; the port is not compared). Any other gets 400. ".example.com"
+#: also matches every subdomain. The default serves loopback only (`make run`): a server sets
+#: its own name. Werkzeug cannot match IPv6 literals here: name the host instead.
+TRUSTED_HOSTS = "localhost,127.0.0.1"
 #: Argon2id cost parameters (argon2-cffi's RFC 9106 low-memory profile); stored hashes made
 #: with other parameters are rehashed at the next sign-in.
 ARGON2_TIME_COST = 3
@@ -76,6 +81,7 @@ SETTINGS = (
     "SIGNUP",
     "SECURE_COOKIES",
     "PROXY_HOPS",
+    "TRUSTED_HOSTS",
     "ARGON2_TIME_COST",
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
@@ -240,3 +246,35 @@ def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None
             f"{label('REDIS_URL')} must be a redis://, rediss:// or unix:// URL "
             f"(with {given('SESSION_BACKEND')}), got {config['REDIS_URL']!r}"
         )
+    trusted_hosts(config["TRUSTED_HOSTS"])
+
+
+#: What a host name or an IPv4 address is made of, as Werkzeug accepts it in a Host header.
+HOST_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def trusted_hosts(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """TRUSTED_HOSTS as the list Flask's own TRUSTED_HOSTS takes: a comma-separated string
+    (or, in instance/config.py, a list) of host names without ports, at least one."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    hosts = [str(name).strip().lower() for name in names if str(name).strip()]
+    for host in hosts:
+        if host.startswith("[") or host.count(":") > 1:
+            raise ConfigError(
+                f"{ENV_PREFIX}TRUSTED_HOSTS cannot hold an IPv6 address (Werkzeug cannot "
+                f"match one): name the host instead, got {host!r}"
+            )
+        if ":" in host:
+            raise ConfigError(
+                f"{ENV_PREFIX}TRUSTED_HOSTS takes bare host names (no scheme, no port: the port "
+                f"is not compared), got {host!r}"
+            )
+        labels = host.removeprefix(".").split(".")  # ".example.com": any subdomain too
+        if not set(host) <= HOST_NAME_CHARACTERS or not all(labels):
+            raise ConfigError(f"{ENV_PREFIX}TRUSTED_HOSTS: {host!r} is not a host name")
+    if not hosts:
+        raise ConfigError(
+            f"{ENV_PREFIX}TRUSTED_HOSTS must name at least one host (the names this site is "
+            "reached by, comma-separated)"
+        )
+    return hosts

@@ -23,6 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import BadHost, HTTPException, InternalServerError
 
+from .web.same_origin import CrossSiteRequest
+
 
 class StoreWriteError(Exception):
     """The file store could not write or delete a session."""
@@ -156,6 +158,8 @@ UNSTORABLE = (
 
 def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:
     logger.info("CSRF check failed: %s", error.description)
+    if isinstance(error, CrossSiteRequest):  # the token was right: say what was not
+        return error_response(400, error.description)
     return error_response(
         400,
         "The form was missing its security token or it did not match your session "

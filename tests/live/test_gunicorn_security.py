@@ -110,3 +110,24 @@ def test_v3_3_3_replayed_pre_password_change_cookie_is_dead(live_server: LiveSer
         restored = change_password(changer, NEW_PASSWORD, live_server.password)
         assert restored.status == 303, restored.text
     signed_in(live_server)  # the original password works again
+
+
+def test_v3_4_no_page_is_stored_and_sign_out_deletes_only_this_sites_cookies(
+    live_server: LiveServer,
+) -> None:
+    leaving = signed_in(live_server, remember=True)
+    for path in ("/profile", "/account/sessions", "/api/hello", "/logout"):
+        page = leaving.request(path)
+        assert page.status == 200 and page.headers["Cache-Control"] == "no-store", path
+
+    signed_out = leaving.request("/logout", data={"csrf_token": leaving.csrf("/logout")})
+    assert signed_out.status == 303, signed_out.text
+    # "cookies" would delete the cookies of every site under the same registrable domain.
+    assert signed_out.headers["Clear-Site-Data"] == '"cache", "storage"'
+    deleted = {
+        cookie.split("=", 1)[0]
+        for cookie in signed_out.headers.get_all("Set-Cookie") or []
+        if "Max-Age=0" in cookie
+    }
+    assert deleted == {SESSION, REMEMBER}
+    assert signed_out.headers["Cache-Control"] == "no-store"

@@ -149,14 +149,18 @@ def test_what_gunicorn_refuses_is_a_4xx(
     [
         (
             b"GET / HTTP/1.1\r\nHost: " + b"a" * 64 + b"\r\nConnection: close\r\n\r\n",
-            b"The Host header does not name a valid host.",
+            b"The Host header names a host this site does not serve.",
+        ),
+        (
+            b"GET /account//sessions HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+            b"The Host header names a host this site does not serve.",
         ),
         (
             request_head("GET", "/", "User-Agent: caf\xe9 \xff"),  # latin-1 bytes: served
             b"",
         ),
     ],
-    ids=["Host werkzeug refuses", "header bytes that are not UTF-8"],
+    ids=["Host werkzeug refuses", "untrusted Host on a merge-slashes path", "header bytes"],
 )
 def test_what_the_app_answers_itself(
     live_server: LiveServer, same_workers: None, head: bytes, message: bytes
@@ -168,3 +172,13 @@ def test_what_the_app_answers_itself(
             answer += data
     assert status(answer) == (400 if message else 200), answer[:300]
     assert message in answer
+
+
+def test_merge_slashes_redirects_to_a_path_on_this_site(
+    live_server: LiveServer, same_workers: None
+) -> None:
+    """Werkzeug's redirect named the request's Host (any the client chose): a path now."""
+    head = request_head("GET", "/account//sessions?next=%0A")  # Host: 127.0.0.1
+    answer = exchange(live_server, head)
+    assert status(answer) == 308, answer[:300]
+    assert b"\r\nLocation: /account/sessions?next=%0A\r\n" in answer, answer[:300]

@@ -29,6 +29,7 @@ from ..errors import STORE_OUTAGES
 from ..models import User
 from ..sessions import policy as session_policy
 from ..sessions.store import session_interface
+from ..web.request_guard import host_trusted
 from ..web.security_headers import HEADERS
 from . import state as widget
 
@@ -84,6 +85,8 @@ class PollFastPath:
 
     def answer(self, environ: dict[str, Any]) -> Answer | None:
         """The response, or None when the Flask route must answer."""
+        if not host_trusted(environ, self.config["TRUSTED_HOSTS"]):
+            return None  # the route refuses it, with a 400 that says why
         data: dict[str, Any] = {}
         # Cookies as Flask reads them (the header's characters as WSGI gives them, any byte
         # accepted): werkzeug.http.parse_cookie decodes UTF-8 strictly and raises.

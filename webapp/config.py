@@ -29,6 +29,8 @@ REMEMBER_DURATION = 2592000
 POLL_SECONDS = 5
 #: Whether /signup exists.
 SIGNUP = True
+#: Sign-ups (refused ones included) allowed from one client address per hour; then 429.
+SIGNUP_LIMIT = 10
 #: Secure, __Host- prefixed cookies. Turn off only for plain HTTP on loopback (make run does).
 SECURE_COOKIES = True
 #: How many reverse proxies stand in front (for client IP and scheme via X-Forwarded-*).
@@ -58,6 +60,7 @@ SETTINGS = (
     "REMEMBER_DURATION",
     "POLL_SECONDS",
     "SIGNUP",
+    "SIGNUP_LIMIT",
     "SECURE_COOKIES",
     "PROXY_HOPS",
     "ARGON2_TIME_COST",
@@ -71,6 +74,7 @@ POSITIVE = {
     "FRESH_TIMEOUT",
     "REMEMBER_DURATION",
     "POLL_SECONDS",
+    "SIGNUP_LIMIT",
     "ARGON2_TIME_COST",
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -87,15 +87,16 @@ def _lock(
     own: SignInEvent,
     limit: int,
     key: Sequence[ColumnElement[bool]],
+    *,
     reset_by_success: bool,
 ) -> Refusal | None:
     """Whether the failures matching `key` (before this attempt) lock it."""
     conditions = [*key, SignInEvent.at >= own.at - WINDOW, SignInEvent.id != own.id]
     if reset_by_success:  # a success starts the count afresh (ids order rows written together)
-        last_success = db.scalar(
-            select(func.max(SignInEvent.id)).where(*key, SignInEvent.outcome == "success")
+        last_success = select(func.max(SignInEvent.id)).where(
+            *key, SignInEvent.outcome == "success"
         )
-        conditions.append(SignInEvent.id > (last_success or 0))
+        conditions.append(SignInEvent.id > func.coalesce(last_success.scalar_subquery(), 0))
     count, last = db.execute(
         select(func.count(), func.max(SignInEvent.at)).where(
             SignInEvent.outcome.in_(FAILED), *conditions
@@ -141,43 +142,51 @@ def _new_row(username: str, method: str, user: User | None, outcome: str) -> Sig
     )
 
 
-class _Reservation:
-    """One attempt's reservation: the pending row, written under the locks of its keys."""
+#: The locks a reservation can be refused by, given its row (not yet written: id None).
+Rules = Callable[[SignInEvent], Sequence[Refusal | None]]
 
-    def __init__(self, db: Session, row: SignInEvent, locks: Sequence[str]) -> None:
-        self.db, self.row = db, row
+
+def _holding(refusals: Sequence[Refusal | None]) -> Refusal | None:
+    """The longest of the locks that hold, if any."""
+    return max((r for r in refusals if r is not None), key=lambda r: r.wait, default=None)
+
+
+def _reserve(db: Session, row: SignInEvent, locks: Sequence[str], rules: Rules) -> int:
+    """Write `row` as a pending attempt unless a lock holds: 0, or the seconds to wait."""
+    # A lock already in force needs no write to stay in force: a flood of refused attempts
+    # reads only, and never queues for SQLite's write lock.
+    refusal = _holding(rules(row))
+    written = False
+    if refusal is None:
         if db.get_bind().dialect.name == "postgresql":
             for name in locks:  # always in the same order: no deadlock
                 _advisory_lock(db, name)
         db.add(row)
         db.flush()  # SQLite: this insert takes the database's write lock until commit
-
-    def settle(self, refusals: Sequence[Refusal | None]) -> int:
-        """Keep the attempt (0), or refuse it: the seconds until it may be tried again."""
-        db, row = self.db, self.row
-        holding = [refusal for refusal in refusals if refusal is not None]
-        if not holding:
+        written = True
+        refusal = _holding(rules(row))  # now counted alone: no other attempt is in between
+        if refusal is None:
             db.commit()
             setattr(g, ATTEMPT, row.id)
             return 0
-        refusal = max(holding, key=lambda refusal: refusal.wait)
-        already = db.scalar(
-            select(SignInEvent.id)
-            .where(
-                *refusal.key,
-                SignInEvent.outcome == "locked",
-                SignInEvent.at >= refusal.since,
-                SignInEvent.id != row.id,
-            )
-            .limit(1)
+    already = db.scalar(
+        select(SignInEvent.id)
+        .where(
+            *refusal.key,
+            SignInEvent.outcome == "locked",
+            SignInEvent.at >= refusal.since,
+            SignInEvent.id != row.id,
         )
-        if already is None:  # the first refusal of this lock is kept, in short
-            row.outcome = "locked"
-            row.user_agent = row.user_agent[:REFUSED_USER_AGENT]
-        else:
-            db.delete(row)
+        .limit(1)
+    )
+    if already is None:  # the first refusal of a lock is kept, in short
+        row.outcome = "locked"
+        row.user_agent = row.user_agent[:REFUSED_USER_AGENT]
+        db.add(row)
         db.commit()
-        return refusal.wait
+    elif written:  # the others leave nothing
+        db.rollback()
+    return refusal.wait
 
 
 def reserve_sign_in(db: Session, username: str, method: str = "password") -> int:
@@ -185,12 +194,16 @@ def reserve_sign_in(db: Session, username: str, method: str = "password") -> int
     password, else the seconds until the username or the address may try again."""
     key = username.lower()[:64]
     row = _new_row(username, method, None, "pending")
-    reservation = _Reservation(db, row, (f"sign-in:{key}", f"sign-in-ip:{row.ip}"))
-    return reservation.settle(
-        [
-            _lock(db, row, USERNAME_LIMIT, (SIGN_IN, SignInEvent.username_key == key), True),
-            _lock(db, row, IP_LIMIT, (SIGN_IN, SignInEvent.ip == row.ip), False),
-        ]
+    by_name = (SIGN_IN, SignInEvent.username_key == key)
+    by_address = (SIGN_IN, SignInEvent.ip == row.ip)
+    return _reserve(
+        db,
+        row,
+        (f"sign-in:{key}", f"sign-in-ip:{row.ip}"),
+        lambda row: [
+            _lock(db, row, USERNAME_LIMIT, by_name, reset_by_success=True),
+            _lock(db, row, IP_LIMIT, by_address, reset_by_success=False),
+        ],
     )
 
 
@@ -198,17 +211,20 @@ def reserve_confirmation(db: Session, user: User) -> int:
     """Reserve a check of the signed-in `user`'s own password: 0 to go ahead, else the seconds
     until their confirmations may be tried again."""
     row = _new_row(user.username, CONFIRM, user, "pending")
-    reservation = _Reservation(db, row, (f"confirm:{user.id}",))
     key = (SignInEvent.method == CONFIRM, SignInEvent.user_id == user.id)
-    return reservation.settle([_lock(db, row, CONFIRM_LIMIT, key, True)])
+    return _reserve(
+        db,
+        row,
+        (f"confirm:{user.id}",),
+        lambda row: [_lock(db, row, CONFIRM_LIMIT, key, reset_by_success=True)],
+    )
 
 
 def reserve_sign_up(db: Session, username: str, limit: int) -> int:
     """Reserve a sign-up from this client (at most `limit` per SIGNUP_WINDOW, refused ones
     included): 0 to go ahead, else the seconds until the address may sign up again."""
     row = _new_row(username, SIGN_UP, None, "pending")
-    reservation = _Reservation(db, row, (f"sign-up:{row.ip}",))
-    return reservation.settle([_sign_up_cap(db, row, limit)])
+    return _reserve(db, row, (f"sign-up:{row.ip}",), lambda row: [_sign_up_cap(db, row, limit)])
 
 
 def record(db: Session, username: str, outcome: str, method: str, user: User | None) -> None:

@@ -8,7 +8,7 @@ from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_fil
 from webapp.db import get_db
 from webapp.models import RememberToken
 from webapp.passwords import Passwords
-from webapp.users import email_error
+from webapp.users import create_user, email_error, find_user
 
 
 def test_login_form_has_the_spec_fields(client):
@@ -253,6 +253,8 @@ def test_sign_up_creates_the_account_and_signs_in(client):
         ({"confirm": "something else!"}, "Passwords differ"),
         ({"email": "not-an-email"}, "Email must"),
         ({"name": ""}, "Enter your name"),
+        ({"password": "1Q2W3E4R5T6Y", "confirm": "1Q2W3E4R5T6Y"}, "most common ones"),
+        ({"password": "carolcarol12", "confirm": "carolcarol12"}, "must not be your username"),
     ],
 )
 def test_sign_up_refuses_bad_input_with_a_message(client, user, fields, message):
@@ -260,6 +262,33 @@ def test_sign_up_refuses_bad_input_with_a_message(client, user, fields, message)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     assert client.get("/session").json == {}
+
+
+def test_hole8_sign_ups_from_one_address_are_limited_taken_names_included(app_config, clock):
+    """Sign-ups cost an Argon2 hash each and "taken" answers enumerate usernames: SIGNUP_LIMIT
+    per address per hour, refusals counted, then 429 with Retry-After."""
+    from webapp import create_app
+
+    app = create_app({**app_config, "SIGNUP_LIMIT": 3})
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    answers = [signup(app.test_client(), username=name) for name in ("carol", "ALICE", "dave")]
+    assert [answer.status_code for answer in answers] == [303, 400, 303]
+    refused = signup(app.test_client(), username="erin")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "3600"
+    assert "Too many accounts were created from your address. Wait 60 minutes" in (
+        refused.get_data(as_text=True)
+    )
+    assert signup(app.test_client(), username="alice").status_code == 429  # no enumeration
+    assert signup(app.test_client(), username="x y").status_code == 400  # form errors first
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    assert signup(elsewhere, username="frank").status_code == 303
+    clock.advance(3600)
+    assert signup(app.test_client(), username="erin").status_code == 303
+    with app.app_context():
+        assert find_user(get_db(), "erin") is not None
 
 
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "ab@exa\x07mple.com", "ab@example.co\x7f"])

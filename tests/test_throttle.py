@@ -10,7 +10,7 @@ from helpers import PASSWORD, AuthActions, csrf_token
 
 from webapp import throttle
 from webapp.db import get_db
-from webapp.models import SignInEvent
+from webapp.models import SignInEvent, User
 from webapp.passwords import Passwords
 
 
@@ -283,3 +283,26 @@ def test_hole9_a_thousand_refusals_of_a_locked_address_stay_bounded(app, user, m
         waits = {throttle.reserve_sign_in(db, f"user{i % 50}") for i in range(1000)}
     assert waits == {throttle.FIRST_DELAY}
     assert sign_in_rows(app) - before <= 2
+
+
+def test_hole4_a_settled_attempt_is_never_rewritten_by_a_later_event(app, user):
+    """A failure stays a failure whatever else the request records (a remember-me sign-in
+    rendering the answer); a confirmation that is also a re-authentication is one row."""
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        db = get_db()
+        alice = db.get(User, user.id)
+        assert throttle.reserve_sign_in(db, "alice") == 0
+        throttle.record(db, "alice", "failure", "password", alice)
+        throttle.record(db, "alice", "success", "remember", alice)
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        db = get_db()
+        alice = db.get(User, user.id)
+        assert throttle.reserve_confirmation(db, alice) == 0
+        throttle.record(db, "alice", "success", throttle.CONFIRM, alice)
+        throttle.record(db, "alice", "success", throttle.CONFIRM, alice)
+        rows = db.query(SignInEvent).order_by(SignInEvent.id).all()
+        assert [(row.outcome, row.method) for row in rows] == [
+            ("failure", "password"),
+            ("success", "remember"),
+            ("success", throttle.CONFIRM),
+        ]

@@ -151,6 +151,8 @@ def password() -> ResponseReturnValue:
     refusal = refuse_unconfirmed(form, form.current_password, password_page)
     if refusal is not None:
         return refusal
+    if form.new_password.data == form.current_password.data:  # the latter is right: no hash
+        return password_page(form, 400, users.ALREADY_YOUR_PASSWORD)
     try:
         users.set_password(get_db(), current_user, form.new_password.data)
     except users.AccountError as error:

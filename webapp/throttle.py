@@ -29,6 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from flask import g, request
 from sqlalchemy import ColumnElement, delete, func, select, text
@@ -58,7 +59,7 @@ CONFIRM = "reauthenticate"
 SIGN_UP = "signup"
 #: Outcomes that count as failed: an attempt still pending may be a killed worker's.
 FAILED = ("failure", "pending")
-#: flask.g key: the id of this request's reserved attempt (one per request).
+#: flask.g key: this request's reserved attempt (one per request).
 ATTEMPT = "webapp.throttle.attempt"
 
 #: Rows of sign-in attempts (what the username and address locks count).
@@ -72,6 +73,13 @@ class Refusal:
     wait: int
     key: Sequence[ColumnElement[bool]]
     since: datetime
+
+
+class Reserved(NamedTuple):
+    """A request's reserved attempt: its row, and the (outcome, method) it was settled as."""
+
+    id: int
+    settled: tuple[str, str] | None
 
 
 def _lock_seconds(failures: int, limit: int, last: datetime, now: datetime) -> int:
@@ -167,7 +175,7 @@ def _reserve(db: Session, row: SignInEvent, locks: Sequence[str], rules: Rules) 
         refusal = _holding(rules(row))  # now counted alone: no other attempt is in between
         if refusal is None:
             db.commit()
-            setattr(g, ATTEMPT, row.id)
+            setattr(g, ATTEMPT, Reserved(row.id, None))
             return 0
     already = db.scalar(
         select(SignInEvent.id)
@@ -228,11 +236,16 @@ def reserve_sign_up(db: Session, username: str, limit: int) -> int:
 
 
 def record(db: Session, username: str, outcome: str, method: str, user: User | None) -> None:
-    """Settle this request's reserved attempt, or write one that was not reserved (a
-    remember-me sign-in); drop history past HISTORY."""
-    attempt = g.get(ATTEMPT)
-    row = db.get(SignInEvent, attempt) if attempt is not None else None
-    if row is None:
+    """Settle this request's reserved attempt; write anything else as a row of its own (a
+    remember-me sign-in); drop history past HISTORY. The same outcome told twice (a
+    confirmation that is also a re-authentication) stays one row."""
+    reserved: Reserved | None = g.get(ATTEMPT)
+    if reserved is not None and reserved.settled == (outcome, method):
+        return
+    if reserved is not None and reserved.settled is None:
+        row = db.get_one(SignInEvent, reserved.id)
+        setattr(g, ATTEMPT, Reserved(reserved.id, (outcome, method)))
+    else:
         row = _new_row(username, method, user, outcome)
         db.add(row)
     row.user_id, row.outcome, row.method = (user.id if user else None), outcome, method

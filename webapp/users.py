@@ -101,12 +101,15 @@ def set_password(db: Session, user: User, password: str) -> None:
     error = policy_error(password, user.username)
     if error:
         raise AccountError(error)
-    hasher = passwords()
-    if hasher.verify(user.password_hash, password):
-        raise AccountError(ALREADY_YOUR_PASSWORD)
-    user.password_hash = hasher.hash(password)
+    user.password_hash = passwords().hash(password)
     db.execute(delete(RememberToken).where(RememberToken.user_id == user.id))
     db.commit()
+
+
+def refuse_current_password(user: User, password: str) -> None:
+    """Raise AccountError when `password` is already the user's (a check costs a hash)."""
+    if passwords().verify(user.password_hash, password):
+        raise AccountError(ALREADY_YOUR_PASSWORD)
 
 
 def update_profile(db: Session, user: User, name: str, email: str | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
@@ -230,9 +233,9 @@ def signup(client, **fields):
         "email": "carol@example.com",
         "password": PASSWORD,
         "confirm": PASSWORD,
-        "csrf_token": csrf_token(client, "/signup"),
     }
     data.update(fields)
+    data.setdefault("csrf_token", csrf_token(client, "/signup"))
     return client.post("/signup", data=data)
 
 
@@ -289,6 +292,23 @@ def test_hole8_sign_ups_from_one_address_are_limited_taken_names_included(app_co
     assert signup(app.test_client(), username="erin").status_code == 303
     with app.app_context():
         assert find_user(get_db(), "erin") is not None
+
+
+def test_hole8_parallel_sign_ups_cannot_race_the_limit(app_config):
+    from webapp import create_app
+
+    app = create_app({**app_config, "SIGNUP_LIMIT": 3})
+    browsers = [app.test_client() for _ in range(8)]
+    tokens = [csrf_token(browser, "/signup") for browser in browsers]
+    start = threading.Barrier(len(browsers))
+
+    def sign_up(i):
+        start.wait()
+        return signup(browsers[i], username=f"user{i}", csrf_token=tokens[i]).status_code
+
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        statuses = sorted(pool.map(sign_up, range(len(browsers))))
+    assert statuses == [303] * 3 + [429] * 5
 
 
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "ab@exa\x07mple.com", "ab@example.co\x7f"])

@@ -11,7 +11,7 @@ from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_fil
 from webapp.db import get_db
 from webapp.models import RememberToken
 from webapp.passwords import Passwords
-from webapp.users import create_user, email_error, find_user
+from webapp.users import email_error
 
 
 def test_login_form_has_the_spec_fields(client):
@@ -271,6 +271,7 @@ def test_hole8_sign_ups_from_one_address_are_limited_taken_names_included(app_co
     """Sign-ups cost an Argon2 hash each and "taken" answers enumerate usernames: SIGNUP_LIMIT
     per address per hour, refusals counted, then 429 with Retry-After."""
     from webapp import create_app
+    from webapp.users import create_user, find_user
 
     app = create_app({**app_config, "SIGNUP_LIMIT": 3})
     with app.app_context():

@@ -245,6 +245,9 @@ def test_v3_2_1_password_change_rotates_this_session_id(app, client, auth, user)
         ({"current": "not my password"}, 401, "That password is not right."),
         ({"new": "short", "confirm": "short"}, 400, "at least 12"),
         ({"confirm": "something different"}, 400, "Passwords differ"),
+        ({"new": "qwerty123456"}, 400, "one of the most common ones"),
+        ({"new": "alicealice12"}, 400, "must not be your username"),
+        ({"new": PASSWORD}, 400, "That is already your password"),
     ],
 )
 def test_password_change_refusals_change_nothing(app, client, auth, user, fields, status, message):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from helpers import PASSWORD, AuthActions, csrf_token, session_cookie, store_files
 
@@ -231,9 +234,9 @@ def signup(client, **fields):
         "email": "carol@example.com",
         "password": PASSWORD,
         "confirm": PASSWORD,
-        "csrf_token": csrf_token(client, "/signup"),
     }
     data.update(fields)
+    data.setdefault("csrf_token", csrf_token(client, "/signup"))
     return client.post("/signup", data=data)
 
 
@@ -254,6 +257,8 @@ def test_sign_up_creates_the_account_and_signs_in(client):
         ({"confirm": "something else!"}, "Passwords differ"),
         ({"email": "not-an-email"}, "Email must"),
         ({"name": ""}, "Enter your name"),
+        ({"password": "1Q2W3E4R5T6Y", "confirm": "1Q2W3E4R5T6Y"}, "most common ones"),
+        ({"password": "carolcarol12", "confirm": "carolcarol12"}, "must not be your username"),
     ],
 )
 def test_sign_up_refuses_bad_input_with_a_message(client, user, fields, message):
@@ -261,6 +266,51 @@ def test_sign_up_refuses_bad_input_with_a_message(client, user, fields, message)
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     assert client.get("/session").json == {}
+
+
+def test_hole8_sign_ups_from_one_address_are_limited_taken_names_included(app_config, clock):
+    """Sign-ups cost an Argon2 hash each and "taken" answers enumerate usernames: SIGNUP_LIMIT
+    per address per hour, refusals counted, then 429 with Retry-After."""
+    from webapp import create_app
+    from webapp.users import create_user, find_user
+
+    app = create_app({**app_config, "SIGNUP_LIMIT": 3})
+    with app.app_context():
+        create_user(get_db(), "alice", PASSWORD)
+    answers = [signup(app.test_client(), username=name) for name in ("carol", "ALICE", "dave")]
+    assert [answer.status_code for answer in answers] == [303, 400, 303]
+    refused = signup(app.test_client(), username="erin")
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "3600"
+    assert "Too many accounts were created from your address. Wait 60 minutes" in (
+        refused.get_data(as_text=True)
+    )
+    assert signup(app.test_client(), username="alice").status_code == 429  # no enumeration
+    assert signup(app.test_client(), username="x y").status_code == 400  # form errors first
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "192.0.2.7"
+    assert signup(elsewhere, username="frank").status_code == 303
+    clock.advance(3600)
+    assert signup(app.test_client(), username="erin").status_code == 303
+    with app.app_context():
+        assert find_user(get_db(), "erin") is not None
+
+
+def test_hole8_parallel_sign_ups_cannot_race_the_limit(app_config):
+    from webapp import create_app
+
+    app = create_app({**app_config, "SIGNUP_LIMIT": 3})
+    browsers = [app.test_client() for _ in range(8)]
+    tokens = [csrf_token(browser, "/signup") for browser in browsers]
+    start = threading.Barrier(len(browsers))
+
+    def sign_up(i):
+        start.wait()
+        return signup(browsers[i], username=f"user{i}", csrf_token=tokens[i]).status_code
+
+    with ThreadPoolExecutor(len(browsers)) as pool:
+        statuses = sorted(pool.map(sign_up, range(len(browsers))))
+    assert statuses == [303] * 3 + [429] * 5
 
 
 @pytest.mark.parametrize("email", ["a\x00b@example.com", "ab@exa\x07mple.com", "ab@example.co\x7f"])

@@ -64,6 +64,11 @@ def test_create_prompt_mismatch_asks_again(app, runner):
         (["delete", "nobody"], None, "no such user"),
         (["set-password", "nobody"], PASSWORD, "no such user"),
         (["set-password", "alice"], "short", "at least 12"),
+        (["create", "hank"], "1q2w3e4r5t6y", "one of the most common ones"),
+        (["create", "hank"], "hankhank1234", "must not be your username"),
+        (["set-password", "alice"], "Password1234", "one of the most common ones"),
+        (["set-password", "alice"], "AliceAlice12", "must not be your username"),
+        (["set-password", "alice"], PASSWORD, "That is already your password"),
     ],
 )
 def test_refusals_exit_non_zero_with_a_message(runner, user, args, stdin, message):

@@ -301,7 +301,8 @@ BUSY_TIMEOUT_MS = 300
 def sqlite_app(app_config: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> Flask:
     """The embedded app with a short SQLite busy timeout, so that a held lock fails fast."""
     monkeypatch.setattr(webapp.db, "SQLITE_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
-    app = create_app(app_config)
+    # A few hundred sign-ups from one address: past the default sign-up limit.
+    app = create_app({**app_config, "SIGNUP_LIMIT": 1000})
     with app.app_context():
         from webapp.users import create_user
 

@@ -14,7 +14,6 @@ from flask_wtf import FlaskForm
 from wtforms import Field
 
 from . import events, throttle, users
-from .auth import failed_attempt, locked_out
 from .db import get_db
 from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
 from .models import UserSession
@@ -30,6 +29,7 @@ from .widget import views as widget
 bp = Blueprint("account", __name__, url_prefix="/account")
 SESSION_REF = re.compile(r"[0-9a-f]{16}")
 WRONG_PASSWORD = "That password is not right."  # noqa: S105 (a message)
+CONFIRMATIONS_LOCKED = "Too many wrong passwords. Wait {wait} seconds, then try again."
 
 #: Renders a page again with the form, a status and an optional page-level error.
 Render = Callable[[Any, int, str | None], tuple[str, int]]
@@ -55,18 +55,23 @@ def fresh_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
 
 def refuse_unconfirmed(form: FlaskForm, field: Field, render: Render) -> ResponseReturnValue | None:
     """None when the form is valid and `field` holds the user's password; otherwise the answer:
-    the form with its errors, 401 for a wrong password, 429 while the sign-in lock holds."""
+    the form with its errors, 401 for a wrong password, 429 while the user's confirmations are
+    locked. Only the user's own wrong confirmations count here: a sign-in lock that strangers
+    caused never stops the user from ending their sessions or changing their password."""
     if not form.validate_on_submit():
         return render(form, 400, None)
-    username = current_user.username
-    wait = throttle.retry_after(get_db(), username)
+    db, user = get_db(), current_user._get_current_object()
+    wait = throttle.reserve_confirmation(db, user)
     if wait:
-        html, _ = render(form, 429, locked_out(username, wait))
+        events.record("confirmation_locked", user_id=user.id, retry_after=wait)
+        html, _ = render(form, 429, CONFIRMATIONS_LOCKED.format(wait=wait))
         return html, 429, {"Retry-After": str(wait)}
-    if not passwords().verify(current_user.password_hash, field.data):
-        failed_attempt(username, "reauthenticate")
+    if not passwords().verify(user.password_hash, field.data):
+        throttle.record(db, user.username, "failure", throttle.CONFIRM, user)
+        events.record("sign_in_failed", user_id=user.id, method=throttle.CONFIRM)
         field.errors = [*field.errors, WRONG_PASSWORD]
         return render(form, 401, None)
+    throttle.record(db, user.username, "success", throttle.CONFIRM, user)
     return None
 
 
@@ -149,6 +154,8 @@ def password() -> ResponseReturnValue:
     refusal = refuse_unconfirmed(form, form.current_password, password_page)
     if refusal is not None:
         return refusal
+    if form.new_password.data == form.current_password.data:  # the latter is right: no hash
+        return password_page(form, 400, users.ALREADY_YOUR_PASSWORD)
     try:
         users.set_password(get_db(), current_user, form.new_password.data)
     except users.AccountError as error:

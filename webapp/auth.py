@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import (
     Blueprint,
     abort,
@@ -62,10 +64,9 @@ def login() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
     db, username = get_db(), form.username.data
-    wait = throttle.retry_after(db, username)
+    wait = throttle.reserve_sign_in(db, username)
     if wait:
-        error = locked_out(username, wait)
-        html = render_template("auth/login.html", form=form, error=error)
+        html = render_template("auth/login.html", form=form, error=locked_out(wait))
         return html, 429, {"Retry-After": str(wait)}
     user = users.authenticate(db, username, form.password.data)
     if user is None:
@@ -83,10 +84,9 @@ def failed_attempt(username: str, method: str) -> None:
     events.record("sign_in_failed", user_id=user.id if user else None, method=method)
 
 
-def locked_out(username: str, wait: int) -> str:
-    """Record a refused attempt on a locked username; the message for its 429 answer, the same
-    for every username, existing or not."""
-    throttle.record(get_db(), username, "locked", "password", None)
+def locked_out(wait: int) -> str:
+    """Log a refused attempt on a locked username or address; the message for its 429 answer,
+    the same for every username, existing or not."""
     events.record("sign_in_locked", retry_after=wait)
     return f"Too many failed sign-ins. Wait {wait} seconds, then try again."
 
@@ -119,14 +119,24 @@ def signup() -> ResponseReturnValue:
     form = SignupForm()
     if request.method == "GET":
         return render_template("auth/signup.html", form=form)
-    if form.validate_on_submit():
-        try:
-            user = users.create_user(
-                get_db(), form.username.data, form.password.data, form.name.data, form.email.data
-            )
-        except users.AccountError as error:
-            form.username.errors = [*form.username.errors, str(error)]
-        else:
-            session_policy.start(user, method="signup")
-            return redirect(url_for("pages.profile"), 303)
-    return render_template("auth/signup.html", form=form), 400
+    if not form.validate_on_submit():
+        return render_template("auth/signup.html", form=form), 400
+    db, username = get_db(), form.username.data
+    wait = throttle.reserve_sign_up(db, username, current_app.config["SIGNUP_LIMIT"])
+    if wait:
+        events.record("sign_up_limited", retry_after=wait)
+        minutes = math.ceil(wait / 60)
+        error = (
+            "Too many accounts were created from your address. "
+            f"Wait {minutes} minute{'s' if minutes != 1 else ''}, then try again."
+        )
+        html = render_template("auth/signup.html", form=form, error=error)
+        return html, 429, {"Retry-After": str(wait)}
+    try:
+        user = users.create_user(db, username, form.password.data, form.name.data, form.email.data)
+    except users.AccountError as error:
+        throttle.record(db, username, "refused", throttle.SIGN_UP, None)
+        form.username.errors = [*form.username.errors, str(error)]
+        return render_template("auth/signup.html", form=form), 400
+    session_policy.start(user, method=throttle.SIGN_UP)
+    return redirect(url_for("pages.profile"), 303)

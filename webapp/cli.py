@@ -156,7 +156,9 @@ def set_password(username: str, password_stdin: bool) -> None:
     """Set a user's password; every session and remember-me token of theirs ends."""
     with clear_errors():
         user = existing_user(username)
-        users.set_password(get_db(), user, read_password(password_stdin))
+        password = read_password(password_stdin)
+        users.refuse_current_password(user, password)
+        users.set_password(get_db(), user, password)
         ended = session_policy.end_all_sessions(user)
         events.record("password_changed", user_id=user.id, via="cli", sessions_ended=ended)
     click.echo(f"Password changed for {username!r}; {ended} session(s) ended.")

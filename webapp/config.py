@@ -40,6 +40,8 @@ POLL_SECONDS = 5
 PRUNE_INTERVAL = 60
 #: Whether /signup exists.
 SIGNUP = True
+#: Sign-ups (refused ones included) allowed from one client address per hour; then 429.
+SIGNUP_LIMIT = 10
 #: Secure, __Host- prefixed cookies. Turn off only for plain HTTP on loopback (make run does).
 SECURE_COOKIES = True
 #: How many reverse proxies stand in front (for client IP and scheme via X-Forwarded-*).
@@ -79,6 +81,7 @@ SETTINGS = (
     "POLL_SECONDS",
     "PRUNE_INTERVAL",
     "SIGNUP",
+    "SIGNUP_LIMIT",
     "SECURE_COOKIES",
     "PROXY_HOPS",
     "TRUSTED_HOSTS",
@@ -100,6 +103,7 @@ POSITIVE = {
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
+    "SIGNUP_LIMIT",
 }
 SESSION_BACKENDS = ("filesystem", "redis")
 #: What the whole-number settings count, for messages.

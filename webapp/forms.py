@@ -83,9 +83,7 @@ class SignupForm(FlaskForm):
             _check(users.email_error),
         ],
     )
-    password = PasswordField(
-        "Password", validators=[InputRequired("Choose a password."), _check(policy_error)]
-    )
+    password = PasswordField("Password", validators=[InputRequired("Choose a password.")])
     confirm = PasswordField(
         "Confirm password",
         validators=[
@@ -94,6 +92,12 @@ class SignupForm(FlaskForm):
             EqualTo("password", "Passwords differ."),
         ],
     )
+
+    def validate_password(self, field: Field) -> None:
+        """The password rules, which include not being the username chosen here."""
+        error = policy_error(field.data or "", self.username.data)
+        if error:
+            raise ValidationError(error)
 
 
 class LogoutForm(FlaskForm):

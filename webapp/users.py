@@ -17,6 +17,7 @@ USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")
 EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 NAME_MAX = 100
 EMAIL_MAX = 254
+ALREADY_YOUR_PASSWORD = "That is already your password: choose a new one."  # noqa: S105
 
 
 class AccountError(ValueError):
@@ -58,7 +59,7 @@ def create_user(
         username_error(username)
         or name_error(name)
         or (email_error(email) if email else None)
-        or policy_error(password)
+        or policy_error(password, username)
     )
     if error:
         raise AccountError(error)
@@ -97,12 +98,18 @@ def authenticate(db: Session, username: str, password: str) -> User | None:
 
 def set_password(db: Session, user: User, password: str) -> None:
     """Change the password and revoke every remember-me token of the user."""
-    error = policy_error(password)
+    error = policy_error(password, user.username)
     if error:
         raise AccountError(error)
     user.password_hash = passwords().hash(password)
     db.execute(delete(RememberToken).where(RememberToken.user_id == user.id))
     db.commit()
+
+
+def refuse_current_password(user: User, password: str) -> None:
+    """Raise AccountError when `password` is already the user's (a check costs a hash)."""
+    if passwords().verify(user.password_hash, password):
+        raise AccountError(ALREADY_YOUR_PASSWORD)
 
 
 def update_profile(db: Session, user: User, name: str, email: str | None) -> None:

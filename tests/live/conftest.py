@@ -120,6 +120,8 @@ def _environment(instance: Path, poll_seconds: int, **settings: int) -> dict[str
         WEBAPP_ARGON2_TIME_COST="1",
         WEBAPP_ARGON2_MEMORY_COST="8",
         WEBAPP_ARGON2_PARALLELISM="1",
+        # Every live client signs up from loopback: dozens of accounts per server.
+        WEBAPP_SIGNUP_LIMIT="1000",
         WEB_CONCURRENCY=str(WORKERS),
         LOG_LEVEL="info",  # the "Booting worker" lines are parsed
     )

@@ -24,6 +24,7 @@ from conftest import _create_user, _environment, gunicorn
 from live_client import Client, csrf_tokens
 
 import webapp.db
+import webapp.throttle
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.live
 
 SIGNUPS = 20
-SIGN_INS = 6
+#: Sign-ins of one user at once: attempts still being checked count against the username's
+#: lock (so that parallel guesses cannot race it), so one more than this would be refused.
+SIGN_INS = webapp.throttle.USERNAME_LIMIT
 PASSWORD = "busy database passphrase"
-#: Longer than twice the busy timeout: the requests that find every worker thread busy (26
+#: Longer than twice the busy timeout: the requests that find every worker thread busy (25
 #: requests, 16 threads) start after the first ones gave up, and must meet the lock too.
 HOLD_SECONDS = 2 * webapp.db.SQLITE_BUSY_TIMEOUT_MS / 1000 + 1
 #: Requests queue behind others that wait the whole busy timeout: more than live_client's 10 s.

@@ -61,14 +61,18 @@ def test_other_lines_carry_their_message(app, caplog):
     assert (line["level"], line["message"]) == ("WARNING", "a plain message")
 
 
+#: A second password: setting the current one again is refused.
+NEW = "a different horse battery"
+
+
 def test_the_command_line_writes_json_lines(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBAPP_")}
     env["WEBAPP_INSTANCE_PATH"] = str(tmp_path / "instance")
     flask = [str(BIN / "flask"), "--app", "webapp", "users"]
-    for command in (["create", "bob"], ["set-password", "bob"]):
+    for command, password in ((["create", "bob"], PASSWORD), (["set-password", "bob"], NEW)):
         result = subprocess.run(
             [*flask, *command, "--password-stdin"],
-            input=PASSWORD + "\n",
+            input=password + "\n",
             cwd=tmp_path,
             env=env,
             capture_output=True,

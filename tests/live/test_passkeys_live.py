@@ -1,0 +1,249 @@
+"""Passkeys in Debian's chromium with its virtual authenticator (Chrome DevTools Protocol), on a
+real gunicorn reached as http://localhost:PORT (a secure context without TLS) with
+WEBAPP_RP_ID=localhost: registration, sign-in by the button and by autofill (conditional
+mediation), a removed passkey refused, a cloned authenticator with a stale counter refused."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
+from support.gunicorn import BIN, ROOT, Gunicorn, environment
+
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+USERNAME = "alice"
+PASSWORD = "correct horse battery staple"
+TIMEOUT = 10_000
+
+
+class LocalhostGunicorn(Gunicorn):
+    """gunicorn whose settings name the port it is given: WebAuthn's origin is BASE_URL."""
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.env["WEBAPP_BASE_URL"] = self.localhost_url
+        return super()._spawn()
+
+    @property
+    def localhost_url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+
+@dataclass
+class Site:
+    base_url: str
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("passkeys")
+    env = environment(
+        WEBAPP_INSTANCE_PATH=str(folder / "instance"),
+        WEBAPP_SECURE_COOKIES="false",
+        WEBAPP_RP_ID="localhost",
+        WEBAPP_BASE_URL="http://localhost:8000",  # the real port replaces it at start
+        WEBAPP_ARGON2_TIME_COST="1",
+        WEBAPP_ARGON2_MEMORY_COST="8",
+        WEBAPP_ARGON2_PARALLELISM="1",
+        WEB_CONCURRENCY="2",
+    )
+    created = subprocess.run(
+        [str(BIN / "flask"), "--app", "webapp", "users", "create", USERNAME, "--password-stdin"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    with LocalhostGunicorn(folder, env, workers=2) as server:
+        yield Site(server.localhost_url)
+
+
+class Authenticator:
+    """A virtual platform authenticator (passkeys, user verification) attached to one page."""
+
+    def __init__(self, page: Page) -> None:
+        self.cdp: CDPSession = page.context.new_cdp_session(page)
+        self.cdp.send("WebAuthn.enable", {"enableUI": False})
+        added = self.cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {
+                "options": {
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": True,
+                    "hasUserVerification": True,
+                    "isUserVerified": True,
+                    "automaticPresenceSimulation": True,
+                }
+            },
+        )
+        self.id = added["authenticatorId"]
+
+    def credentials(self) -> list[dict[str, Any]]:
+        answer = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.id})
+        return list(answer["credentials"])
+
+    def add(self, credential: dict[str, Any]) -> None:
+        wanted = {k: v for k, v in credential.items() if k != "name"}
+        self.cdp.send("WebAuthn.addCredential", {"authenticatorId": self.id, "credential": wanted})
+
+
+def sign_in_with_password(page: Page, site: Site) -> None:
+    page.goto(site.url("/login"))
+    page.get_by_label("Username").fill(USERNAME)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.locator("main form").get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+
+
+def register_passkey(page: Page, site: Site, name: str) -> None:
+    page.goto(site.url("/account/security"))
+    page.get_by_label("Name for a new passkey").fill(name)
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page.locator(f'input[value="{name}"]')).to_be_visible(timeout=TIMEOUT)
+
+
+def session_method(page: Page) -> str:
+    return str(page.evaluate("async () => (await (await fetch('/session')).json()).method"))
+
+
+@pytest.fixture
+def enrolled(browser: Browser, site: Site) -> Iterator[dict[str, Any]]:
+    """A passkey registered from the security page; its credential, private key included."""
+    context = browser.new_context()
+    page = context.new_page()
+    authenticator = Authenticator(page)
+    sign_in_with_password(page, site)
+    name = f"Laptop {uuid.uuid4().hex[:8]}"
+    register_passkey(page, site, name)
+    (credential,) = authenticator.credentials()
+    assert credential["isResidentCredential"]
+    yield {**credential, "name": name}
+    context.close()
+
+
+def fresh_browser(
+    browser: Browser, credential: dict[str, Any] | None
+) -> tuple[BrowserContext, Page, Authenticator]:
+    context = browser.new_context()
+    page = context.new_page()
+    authenticator = Authenticator(page)
+    if credential is not None:
+        authenticator.add(credential)
+    return context, page, authenticator
+
+
+def test_login_page_shows_a_passkey_button_at_load(page: Page, site: Site) -> None:
+    page.goto(site.url("/login"))
+    expect(page.get_by_role("button", name="passkey")).to_be_visible()
+
+
+def test_register_then_sign_in_by_autofill(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    context, page, _ = fresh_browser(browser, enrolled)
+    page.goto(site.url("/login"))
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    assert session_method(page) == "passkey"
+    context.close()
+
+
+def test_sign_in_by_button_aborts_the_autofill_first(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    context, page, _ = fresh_browser(browser, enrolled)
+    held: list[Any] = []
+    verifications: list[str] = []
+
+    def hold_the_first(route: Any) -> None:
+        if not held:  # the autofill's request waits until the button's has gone through
+            held.append(route)
+            return
+        route.continue_()
+
+    page.route("**/login/passkey/options", hold_the_first)
+    page.on(
+        "request",
+        lambda r: verifications.append(r.url) if "/login/passkey?" in r.url else None,
+    )
+    page.goto(site.url("/login?next=/account/sessions"))
+    expect(page.get_by_role("button", name="passkey")).to_be_visible()
+    for _ in range(250):  # route events arrive while the test waits on the page
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert len(held) == 1  # autofill started at load
+    page.get_by_role("button", name="passkey").click()
+    expect(page).to_have_url(site.url("/account/sessions"), timeout=TIMEOUT)
+    assert session_method(page) == "passkey"
+    assert len(verifications) == 1
+    held[0].continue_()  # too late: its request was aborted
+    context.close()
+
+
+def test_a_passkey_confirms_it_is_you_for_sensitive_actions(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    context, page, authenticator = fresh_browser(browser, None)
+    sign_in_with_password(page, site)
+    authenticator.add(enrolled)
+    page.goto(site.url("/account/reauthenticate?next=/account/security"))
+    page.get_by_role("button", name="passkey").click()
+    expect(page).to_have_url(site.url("/account/security"), timeout=TIMEOUT)
+    assert session_method(page) == "password"
+    context.close()
+
+
+def test_a_removed_passkey_is_refused(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    context, page, _ = fresh_browser(browser, None)
+    sign_in_with_password(page, site)
+    page.goto(site.url("/account/security"))
+    row = page.locator(f'tr:has(input[value="{enrolled["name"]}"])')
+    row.get_by_role("button", name="Remove").click()
+    expect(page.get_by_text(f"The passkey “{enrolled['name']}” was removed")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    expect(row).to_have_count(0)
+    context.close()
+
+    context, page, _ = fresh_browser(browser, enrolled)
+    page.goto(site.url("/login"))
+    expect(page.locator("[data-passkey-error]")).to_contain_text("not registered", timeout=TIMEOUT)
+    assert page.url == site.url("/login")
+    page.get_by_role("button", name="passkey").click()
+    expect(page.locator("[data-passkey-error]")).to_contain_text("not registered", timeout=TIMEOUT)
+    assert session_method(page) in ("None", "undefined")
+    context.close()
+
+
+def test_a_cloned_authenticator_with_a_stale_counter_is_refused(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    original, page, authenticator = fresh_browser(browser, enrolled)
+    page.goto(site.url("/login"))
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    (used,) = authenticator.credentials()
+    assert used["signCount"] > enrolled["signCount"]
+
+    clone, page, _ = fresh_browser(browser, enrolled)  # copied before the original was used
+    page.goto(site.url("/login"))
+    expect(page.locator("[data-passkey-error]")).to_contain_text(
+        "could not be verified", timeout=TIMEOUT
+    )
+    assert page.url == site.url("/login")
+    original.close()
+    clone.close()

@@ -94,14 +94,16 @@ def test_v2_8_wrong_code_is_401_and_signs_nobody_in(client, auth, user, clock):
     assert client.get("/session").json == {}
 
 
-def test_v2_8_4_a_code_is_accepted_once_and_an_older_one_never(client, auth, user, clock):
+def test_v2_8_4_a_code_is_accepted_once_and_an_older_one_never(client, auth, user, clock, caplog):
     secret, _ = turn_on(client, auth, clock)
     auth.login()
     code = code_at(secret, clock)
     assert verify(client, code=code).status_code == 303
     auth.logout()
     auth.login()
+    assert "totp_code_reused" not in caplog.text
     assert verify(client, code=code).status_code == 401  # the same code, same window: refused
+    assert "totp_code_reused" in caplog.text  # 2.8.5: logged, and the user told
     assert verify(client, code=code_at(secret, clock, -1)).status_code == 401  # older step
     clock.advance(30)
     assert verify(client, code=code_at(secret, clock)).status_code == 303

@@ -18,7 +18,7 @@ from ..models import User
 from ..sessions import policy as session_policy
 from ..web.safe_redirect import next_or_default
 from . import passkeys
-from .security import tell_user
+from .notify import tell_user
 
 bp = Blueprint("passkeys", __name__)
 

@@ -14,13 +14,13 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import InputRequired, Length
 
-from .. import events
 from ..account import fresh_required
 from ..db import get_db
-from ..models import Passkey, User
+from ..models import Passkey
 from ..sessions import policy as session_policy
 from ..widget import views as widget
 from . import passkeys, totp
+from .notify import tell_user
 
 bp = Blueprint("security", __name__, url_prefix="/account")
 
@@ -34,12 +34,6 @@ class CodeForm(FlaskForm):
 
 class PasskeyNameForm(FlaskForm):
     name = StringField("Name", validators=[InputRequired("Name it."), Length(max=64)])
-
-
-def tell_user(user: User, change: str) -> None:
-    """Tell the user a factor was weakened or replaced: an event line, and mail when set up."""
-    events.record("security_changed", user_id=user.id, change=change)
-    # MAIL HOOK (issue 17): when webapp/mail.py exists, mail `change` to user.email here.
 
 
 def _page(status: int = 200) -> tuple[str, int]:

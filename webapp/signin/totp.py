@@ -59,6 +59,13 @@ def matching_step(secret: str, code: str) -> int | None:
     return None
 
 
+def is_replay(db: Session, user: User, code: str) -> bool:
+    """Whether `code` is a current code that was accepted already (someone saw it)."""
+    found = authenticator(db, user)
+    step = matching_step(found.secret, code) if found else None
+    return found is not None and step is not None and step <= (found.last_used_step or -1)
+
+
 def authenticator(db: Session, user: User) -> TotpAuthenticator | None:
     return db.get(TotpAuthenticator, user.id)
 

@@ -18,6 +18,7 @@ from ..models import User
 from ..sessions import policy as session_policy
 from ..web.safe_redirect import next_or_default
 from . import challenges, totp
+from .notify import tell_user
 
 bp = Blueprint("second_factor", __name__)
 
@@ -78,6 +79,8 @@ def verify() -> ResponseReturnValue:
     if not accepted:
         throttle.record(db, user.username, "failure", method, user)
         events.record("sign_in_failed", user_id=user.id, method=method)
+        if code and totp.is_replay(db, user, code):
+            tell_user(user, "totp_code_reused")
         return _page(form, 401, WRONG_CODE)
     taken = challenges.take(PURPOSE)
     if taken is None:  # another request finished this sign-in first

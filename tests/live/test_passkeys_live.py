@@ -6,11 +6,13 @@ mediation), a removed passkey refused, a cloned authenticator with a stale count
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
 from support.gunicorn import BIN, ROOT, Gunicorn, environment
@@ -247,3 +249,57 @@ def test_a_cloned_authenticator_with_a_stale_counter_is_refused(
     assert page.url == site.url("/login")
     original.close()
     clone.close()
+
+
+def test_autofill_starts_after_a_boosted_navigation_to_the_sign_in_page(
+    browser: Browser, site: Site, enrolled: dict[str, Any]
+) -> None:
+    context, page, _ = fresh_browser(browser, enrolled)
+    page.goto(site.url("/"))
+    page.locator("header").get_by_role("link", name="Sign in").click()  # hx-boost: no reload
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    assert session_method(page) == "passkey"
+    context.close()
+
+
+def test_authenticator_app_set_up_and_sign_in_in_a_browser_under_the_csp(
+    browser: Browser, site: Site
+) -> None:
+    """The QR code is an image (no inline script); codes computed from the secret shown."""
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(site.url("/signup"))
+    username = f"totp{uuid.uuid4().hex[:8]}"
+    page.locator('input[name="username"]').fill(username)
+    page.locator('input[name="name"]').fill("Tot P")
+    page.locator('input[name="email"]').fill(f"{username}@example.com")
+    page.locator('input[name="password"]').fill(PASSWORD)
+    page.locator('input[name="confirm"]').fill(PASSWORD)
+    page.locator('input[name="confirm"]').press("Enter")
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    page.goto(site.url("/account/security"))
+    page.get_by_role("button", name="Set up an authenticator app").click()
+    secret = page.locator("[data-totp-secret]").get_attribute("data-totp-secret", timeout=TIMEOUT)
+    assert secret
+    assert page.locator("img.qr-code").evaluate("img => img.naturalWidth") > 0
+    totp = pyotp.TOTP(secret)
+    page.get_by_label("Code from the app").fill(totp.now())
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.locator("[data-recovery-code]")).to_have_count(10, timeout=TIMEOUT)
+    page.goto(site.url("/logout"))
+    page.locator("main").get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(site.url("/login"), timeout=TIMEOUT)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.locator("main form").get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(site.url("/login/verify"), timeout=TIMEOUT)
+    page.get_by_label("Code from your authenticator app").fill(
+        totp.at(time.time() + 30)  # the set-up's code is used up: the next step's
+    )
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    assert session_method(page) == "password+totp"
+    assert problems == []
+    context.close()

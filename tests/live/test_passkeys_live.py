@@ -162,36 +162,51 @@ def test_register_then_sign_in_by_autofill(
     context.close()
 
 
+#: Records, in order, the page's passkey requests and the autofill request's abort; the autofill
+#: request waits as if nobody picked a passkey from the list (the virtual authenticator would
+#: answer it at once). Init scripts are injected through CDP: the page's CSP does not apply.
+RECORD_PASSKEY_REQUESTS = """
+const log = (entry) => window.__reportPasskeyRequest(entry);
+const realFetch = window.fetch.bind(window);
+window.fetch = (url, options) => {
+  log("fetch " + String(url).split("?")[0]);
+  return realFetch(url, options);
+};
+const realGet = navigator.credentials.get.bind(navigator.credentials);
+navigator.credentials.get = (options) => {
+  if (options.mediation !== "conditional") { log("get"); return realGet(options); }
+  log("autofill get");
+  return new Promise((resolve, reject) => options.signal.addEventListener("abort", () => {
+    log("autofill aborted");
+    reject(new DOMException("aborted", "AbortError"));
+  }));
+};
+"""
+
+
 def test_sign_in_by_button_aborts_the_autofill_first(
     browser: Browser, site: Site, enrolled: dict[str, Any]
 ) -> None:
     context, page, _ = fresh_browser(browser, enrolled)
-    held: list[Any] = []
-    verifications: list[str] = []
-
-    def hold_the_first(route: Any) -> None:
-        if not held:  # the autofill's request waits until the button's has gone through
-            held.append(route)
-            return
-        route.continue_()
-
-    page.route("**/login/passkey/options", hold_the_first)
-    page.on(
-        "request",
-        lambda r: verifications.append(r.url) if "/login/passkey?" in r.url else None,
-    )
+    log: list[str] = []
+    context.expose_function("__reportPasskeyRequest", lambda entry: log.append(entry))
+    context.add_init_script(RECORD_PASSKEY_REQUESTS)
     page.goto(site.url("/login?next=/account/sessions"))
     expect(page.get_by_role("button", name="passkey")).to_be_visible()
-    for _ in range(250):  # route events arrive while the test waits on the page
-        if held:
+    for _ in range(250):  # exposed-function calls arrive while the test waits on the page
+        if "autofill get" in log:
             break
         page.wait_for_timeout(20)
-    assert len(held) == 1  # autofill started at load
+    assert log == ["fetch /login/passkey/options", "autofill get"]  # at load, before any click
     page.get_by_role("button", name="passkey").click()
     expect(page).to_have_url(site.url("/account/sessions"), timeout=TIMEOUT)
     assert session_method(page) == "passkey"
-    assert len(verifications) == 1
-    held[0].continue_()  # too late: its request was aborted
+    assert log[2:6] == [
+        "autofill aborted",  # before the button's own request
+        "fetch /login/passkey/options",
+        "get",
+        "fetch /login/passkey",
+    ]
     context.close()
 
 

@@ -113,7 +113,9 @@
       var controller = new AbortController();
       autofill = controller;
       signIn(root, "conditional", controller.signal).catch(function (error) {
-        if (!controller.signal.aborted && error.name !== "AbortError") {
+        // The browser's own refusals (nobody picked a passkey, none here) stay silent: the
+        // visitor may be typing a password. The server's answers are shown.
+        if (!controller.signal.aborted && !(error instanceof DOMException)) {
           showError(root, error.message);
         }
       });

@@ -5,11 +5,13 @@ mediation), a removed passkey refused, a cloned authenticator with a stale count
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -108,6 +110,20 @@ def sign_in_with_password(page: Page, site: Site) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.locator("main form").get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+
+
+def sign_up(page: Page, site: Site, name: str) -> str:
+    """A new user through /signup, signed in; their username."""
+    page.goto(site.url("/signup"))
+    username = f"user{uuid.uuid4().hex[:8]}"
+    page.locator('input[name="username"]').fill(username)
+    page.locator('input[name="name"]').fill(name)
+    page.locator('input[name="email"]').fill(f"{username}@example.com")
+    page.locator('input[name="password"]').fill(PASSWORD)
+    page.locator('input[name="confirm"]').fill(PASSWORD)
+    page.locator('input[name="confirm"]').press("Enter")
+    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    return username
 
 
 def register_passkey(page: Page, site: Site, name: str) -> None:
@@ -229,7 +245,7 @@ def test_a_removed_passkey_is_refused(
     context, page, _ = fresh_browser(browser, None)
     sign_in_with_password(page, site)
     page.goto(site.url("/account/security"))
-    row = page.locator(f'tr:has(input[value="{enrolled["name"]}"])')
+    row = page.locator(f'[data-passkey]:has(input[value="{enrolled["name"]}"])')
     row.get_by_role("button", name="Remove").click()
     expect(page.get_by_text(f"The passkey “{enrolled['name']}” was removed")).to_be_visible(
         timeout=TIMEOUT
@@ -285,15 +301,7 @@ def test_authenticator_app_set_up_and_sign_in_in_a_browser_under_the_csp(
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.goto(site.url("/signup"))
-    username = f"totp{uuid.uuid4().hex[:8]}"
-    page.locator('input[name="username"]').fill(username)
-    page.locator('input[name="name"]').fill("Tot P")
-    page.locator('input[name="email"]').fill(f"{username}@example.com")
-    page.locator('input[name="password"]').fill(PASSWORD)
-    page.locator('input[name="confirm"]').fill(PASSWORD)
-    page.locator('input[name="confirm"]').press("Enter")
-    expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
+    username = sign_up(page, site, "Tot P")
     page.goto(site.url("/account/security"))
     page.get_by_role("button", name="Set up an authenticator app").click()
     secret = page.locator("[data-totp-secret]").get_attribute("data-totp-secret", timeout=TIMEOUT)
@@ -317,4 +325,44 @@ def test_authenticator_app_set_up_and_sign_in_in_a_browser_under_the_csp(
     expect(page).to_have_url(site.url("/profile"), timeout=TIMEOUT)
     assert session_method(page) == "password+totp"
     assert problems == []
+    context.close()
+
+
+SHOTS = ROOT / "docs" / "screenshots"
+#: Marks the end of the page's first passkey request (the autofill's, without a passkey).
+RECORD_REQUEST_END = """
+const realGet = navigator.credentials.get.bind(navigator.credentials);
+navigator.credentials.get = (options) => {
+  const request = realGet(options);
+  request.catch(() => { window.__passkeyRequestEnded = true; });
+  return request;
+};
+"""
+
+
+@pytest.mark.parametrize(("device", "viewport"), [("desktop", (1280, 800)), ("phone", (390, 844))])
+def test_sign_in_and_security_pages_on_desktop_and_phone(
+    browser: Browser,
+    site: Site,
+    tmp_path: Path,
+    device: str,
+    viewport: tuple[int, int],
+) -> None:
+    """The passkey button and the passkey list show on both; screenshots into docs/ with
+    WEBAPP_SCREENSHOTS=1 (for docs/mfa.md)."""
+    folder = SHOTS if os.environ.get("WEBAPP_SCREENSHOTS") == "1" else tmp_path
+    width, height = viewport
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(RECORD_REQUEST_END)
+    page = context.new_page()
+    Authenticator(page)  # no passkey in it: the sign-in page stays
+    page.goto(site.url("/login"))
+    expect(page.get_by_role("button", name="passkey")).to_be_visible()
+    page.wait_for_function("() => window.__passkeyRequestEnded === true", timeout=TIMEOUT)
+    expect(page.locator("[data-passkey-error]")).to_be_hidden()  # the autofill's end is silent
+    page.screenshot(path=folder / f"mfa-login-{device}.png", full_page=True)
+    sign_up(page, site, "Ada Lovelace")
+    register_passkey(page, site, "My laptop")
+    page.goto(site.url("/account/security"))
+    page.screenshot(path=folder / f"mfa-security-{device}.png", full_page=True)
     context.close()

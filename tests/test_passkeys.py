@@ -182,3 +182,27 @@ def test_session_method_is_the_same_on_the_fast_path_and_the_route(app, client, 
         app.wsgi_app = poll_fast_path
     assert fast == route and fast["method"] == "passkey"
     assert set(fast) == {"user", "expires", "method"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"BASE_URL": "example.com"}, "WEBAPP_BASE_URL must be the site's address"),
+        ({"BASE_URL": "https://example.com/app"}, "WEBAPP_BASE_URL must be the site's address"),
+        ({"BASE_URL": "https://www.example.com", "RP_ID": "evil.example"}, "WEBAPP_RP_ID"),
+    ],
+)
+def test_base_url_and_rp_id_are_checked_at_start(settings, message):
+    from webapp.config import ConfigError, defaults, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate({**defaults(), **settings})
+
+
+def test_rp_id_defaults_to_the_host_of_base_url_and_may_be_a_parent_domain():
+    from webapp.config import defaults, relying_party_id, validate
+
+    assert relying_party_id(defaults()) == "127.0.0.1"
+    config = {**defaults(), "BASE_URL": "https://www.example.com", "RP_ID": "example.com"}
+    validate(config)
+    assert relying_party_id(config) == "example.com"

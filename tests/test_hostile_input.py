@@ -47,6 +47,8 @@ from webapp.forms import (
     ProfileForm,
     SignupForm,
 )
+from webapp.signin.security import CodeForm, PasskeyNameForm
+from webapp.signin.verify import VerifyForm
 from webapp.users import find_user
 
 # settings ------------------------------------------------------------------------------------
@@ -86,6 +88,19 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "widget.session_state": (),
     "widget.keepalive": ("next",),
     "widget.csrf_token": (),
+    "second_factor.verify": form_fields(VerifyForm),
+    "security.security": (),
+    "security.totp_setup": (),
+    "security.totp_confirm": form_fields(CodeForm),
+    "security.totp_disable": (),
+    "security.recovery_codes": (),
+    "security.passkey_rename": form_fields(PasskeyNameForm),
+    "security.passkey_remove": (),
+    # JSON routes: a form is as hostile to them as anything else.
+    "passkeys.register_options": (),
+    "passkeys.register": ("name",),
+    "passkeys.sign_in_options": (),
+    "passkeys.sign_in": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -207,6 +222,10 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
             )
         ),
         st.text(max_size=30),
+    ),
+    "passkey_id": st.one_of(
+        st.sampled_from(("1", "0", "2", "99999999999999999999999", "-1", "a", "😀")),
+        st.text(max_size=20),
     ),
     "ref": st.one_of(
         st.just("<live>"),
@@ -750,7 +769,7 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
     for route in methods:
         for signed_in in (False, True):
             identity = visitors.identity(signed_in)
-            values = {"filename": "css/app.css", "ref": visitors.live_ref()}
+            values = {"filename": "css/app.css", "ref": visitors.live_ref(), "passkey_id": "1"}
             request = Hostile(
                 route,
                 signed_in,

@@ -64,6 +64,14 @@ ADDED_AFTER_INITIAL = {
     ("remember_tokens", "series"),
     ("remember_tokens", "replaced_at"),
     ("user_sessions", "remember_series"),
+    ("user_sessions", "method"),
+}
+#: Tables the revisions after 0001 added.
+TABLES_ADDED_AFTER_INITIAL = {
+    "totp_authenticators",
+    "recovery_codes",
+    "passkeys",
+    "sign_in_challenges",
 }
 
 
@@ -72,6 +80,8 @@ def models_at_initial_revision() -> MetaData:
     before it had migrations."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
+        if table.name in TABLES_ADDED_AFTER_INITIAL:
+            continue
         kept = [c for c in table.columns if (table.name, c.name) not in ADDED_AFTER_INITIAL]
         columns = [
             Column(
@@ -489,7 +499,7 @@ def test_revision_0002_forgets_remember_tokens_bound_to_no_session_and_goes_back
         )
 
     before, after = migrate.upgrade(engine)
-    assert (before.revisions, after.revisions) == (("0001",), ("0002",))
+    assert (before.revisions, after.revisions) == (("0001",), (HEAD,))
     assert differences(engine) == []
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM remember_tokens")).scalar() == 0

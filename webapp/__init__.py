@@ -77,10 +77,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cli.init_app(app)
 
     from . import account, auth, pages
+    from .signin import passkey_views, security, verify
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(verify.bp)
+    app.register_blueprint(security.bp)
+    app.register_blueprint(passkey_views.bp)
     app.register_blueprint(widget.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
     fast_path.init_app(app)

@@ -26,6 +26,8 @@ from .forms import LoginForm, LogoutForm, SignupForm
 from .models import User
 from .sessions import policy as session_policy
 from .sessions.store import session_interface
+from .signin import totp
+from .signin import verify as second_factor
 from .web.htmx import current_page, htmx_redirect, is_htmx, login_url
 from .web.safe_redirect import next_or_default, safe_next
 
@@ -72,6 +74,8 @@ def login() -> ResponseReturnValue:
     if user is None:
         failed_attempt(username, "password")
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
+    if totp.is_enabled(db, user):  # the password was right; the authenticator app comes next
+        return second_factor.begin(user, form.remember.data, safe_next(form.next.data))
     session_policy.start(user, remember_me=form.remember.data)
     return redirect(next_or_default(form.next.data), 303)
 

@@ -20,6 +20,7 @@ from .models import User, UserSession
 from .sessions import index as session_index
 from .sessions import policy as session_policy
 from .sessions import pruning
+from .signin import totp
 
 users_cli = AppGroup("users", help="Create, list, delete users and set their passwords.")
 
@@ -162,6 +163,20 @@ def set_password(username: str, password_stdin: bool) -> None:
         ended = session_policy.end_all_sessions(user)
         events.record("password_changed", user_id=user.id, via="cli", sessions_ended=ended)
     click.echo(f"Password changed for {username!r}; {ended} session(s) ended.")
+
+
+@users_cli.command("mfa-off")
+@click.argument("username", type=USERNAME)
+def mfa_off(username: str) -> None:
+    """Turn a user's authenticator app off (a lost phone) and end all their sessions; their
+    passkeys stay."""
+    with clear_errors():
+        user = existing_user(username)
+        was_on = totp.disable(get_db(), user)
+        ended = session_policy.end_all_sessions(user)
+        events.record("security_changed", user_id=user.id, change="totp_disabled", via="cli")
+    state = "turned off" if was_on else "was not on"
+    click.echo(f"Authenticator app {state} for {username!r}; {ended} session(s) ended.")
 
 
 sessions_cli = AppGroup("sessions", help="List and end users' sessions.")

@@ -11,6 +11,7 @@ import runpy
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -58,6 +59,12 @@ ARGON2_MEMORY_COST = 65536
 ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
+#: The site's address as browsers reach it (scheme, host, port; no path): links in mail, and
+#: the only origin passkeys are accepted from.
+BASE_URL = "http://127.0.0.1:8000"
+#: The WebAuthn relying party id passkeys are bound to; empty means the host of BASE_URL. A
+#: registrable domain suffix of that host (e.g. example.com for www.example.com), never an IP.
+RP_ID = ""
 
 #: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
 #: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
@@ -89,6 +96,8 @@ SETTINGS = (
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
+    "BASE_URL",
+    "RP_ID",
 )
 #: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
 SERVER_SETTINGS = ("LOG_POLLS",)
@@ -251,6 +260,24 @@ def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None
             f"(with {given('SESSION_BACKEND')}), got {config['REDIS_URL']!r}"
         )
     trusted_hosts(config["TRUSTED_HOSTS"])
+    base_url = str(config["BASE_URL"])
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"{label('BASE_URL')} must be the site's address: scheme, host and optional port, "
+            f"no path (e.g. https://example.com), got {base_url!r}"
+        )
+    rp_id = relying_party_id(config)
+    if not (parts.hostname == rp_id or parts.hostname.endswith("." + rp_id)):
+        raise ConfigError(
+            f"{label('RP_ID')} must be the host of {given('BASE_URL')} or a domain it belongs "
+            f"to, got {rp_id!r}"
+        )
+
+
+def relying_party_id(config: Mapping[str, Any]) -> str:
+    """RP_ID, or the host of BASE_URL when it is empty."""
+    return str(config["RP_ID"]).strip().lower() or (urlsplit(config["BASE_URL"]).hostname or "")
 
 
 #: What a host name or an IPv4 address is made of, as Werkzeug accepts it in a Host header.

@@ -1,11 +1,12 @@
-"""The database tables: users, their sessions index, remember-me tokens and sign-in history."""
+"""The database tables: users, their sessions index, remember-me tokens, sign-in history, and
+second factors (authenticator app, recovery codes, passkeys) with their pending steps."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,6 +85,8 @@ class UserSession(Base):
     #: The remember-me chain that signed this session in, or was issued with it: ending the
     #: session ends the chain, so the device cannot sign itself back in.
     remember_series: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: How the session began: "password", "password+totp", "passkey", "recovery_code", ...
+    method: Mapped[str] = mapped_column(String(32), server_default="password")
 
 
 class SignInEvent(Base):
@@ -103,5 +106,65 @@ class SignInEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     #: "success", "failure" or "locked".
     outcome: Mapped[str] = mapped_column(String(16))
-    #: "password", "remember" or "reauthenticate".
+    #: "password", "remember", "reauthenticate", "password+totp", "passkey", ...
     method: Mapped[str] = mapped_column(String(16))
+
+
+class TotpAuthenticator(Base):
+    """A user's authenticator app (RFC 6238): its shared secret, and the last time step a code
+    was accepted for, so that no code is accepted twice."""
+
+    __tablename__ = "totp_authenticators"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code, salted and hashed (the user saw it once)."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: "salt$sha256(salt + code)", both hex.
+    code_hash: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Passkey(Base):
+    """A WebAuthn credential (discoverable, user-verifying) registered by a user."""
+
+    __tablename__ = "passkeys"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The credential id, base64url.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SignInChallenge(Base):
+    """A short-lived, single-use step of a sign-in kept on the server: a WebAuthn challenge, or
+    a correct password waiting for its second factor. Bound to the browser that asked for it
+    (`key` hashes its CSRF token with the purpose); deleted when used."""
+
+    __tablename__ = "sign_in_challenges"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    challenge: Mapped[bytes | None] = mapped_column(LargeBinary)
+    remember_me: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_url: Mapped[str | None] = mapped_column(String(2048))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

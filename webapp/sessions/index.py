@@ -27,7 +27,9 @@ def sid_hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-def create(user: User, sid: str, remember_series: str | None = None) -> UserSession:
+def create(
+    user: User, sid: str, remember_series: str | None = None, method: str = "password"
+) -> UserSession:
     now = clock.utcnow()
     row = UserSession(
         id=secrets.token_hex(8),  # hex: never starts with "-", which a CLI would take as an option
@@ -38,6 +40,7 @@ def create(user: User, sid: str, remember_series: str | None = None) -> UserSess
         ip=request.remote_addr,
         user_agent=request.user_agent.string[:512],
         remember_series=remember_series,
+        method=method,
     )
     db = get_db()
     db.add(row)

@@ -31,6 +31,7 @@ LAST_ACTIVE = "_last_active"  # last recorded real request (idle timeout)
 AUTHENTICATED_AT = "_authenticated_at"  # last time the password was entered (freshness)
 USER_CACHE = "_user"  # the user as /session shows it, so polls need no database query...
 USER_CACHED_AT = "_user_cached_at"  # ...while younger than TOUCH_INTERVAL
+METHOD = "_method"  # how this session began: "password", "password+totp", "passkey", ...
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -73,6 +74,7 @@ def start(
     now = clock.now()
     session[SIGNED_IN_AT] = now
     session[LAST_ACTIVE] = now
+    session[METHOD] = method
     cache_user(user)
     if fresh:
         session[AUTHENTICATED_AT] = now
@@ -80,7 +82,7 @@ def start(
     _new_csrf_token()
     if remember_me:
         remember_series = remember.issue(user)
-    session_index.create(user, current_session().sid, remember_series)
+    session_index.create(user, current_session().sid, remember_series, method)
     throttle.record(get_db(), user.username, "success", method, user)
     remember.tell_about_reuse(user)
     events.record("sign_in", user_id=user.id, sid=current_session().sid, method=method)

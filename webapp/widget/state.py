@@ -70,11 +70,14 @@ def state_token(state: Mapping[str, Any]) -> str:
 def session_json(
     data: Mapping[str, Any], user: dict[str, Any] | None, config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """next-auth's /api/auth/session shape: {} when signed out."""
+    """next-auth's /api/auth/session shape: {} when signed out; plus how the session began."""
     expires = session_policy.expires_at(data, config) if user else None
     if user is None or expires is None:
         return {}
-    return {"user": user, "expires": iso_utc(expires)}
+    found = {"user": user, "expires": iso_utc(expires)}
+    if isinstance(method := data.get(session_policy.METHOD), str):
+        found["method"] = method
+    return found
 
 
 def widget_html(

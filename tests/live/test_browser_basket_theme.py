@@ -27,9 +27,7 @@ def add_to_basket(page: Page, server: LiveServer, sku: str, quantity: int = 1) -
     row = page.locator(f"table.catalogue tr[data-sku='{sku}']")
     row.get_by_label("Quantity").fill(str(quantity))
     row.get_by_role("button", name="Add").click()
-    expect(page.locator(f"table.basket tr[data-sku='{sku}']")).to_be_visible(
-        timeout=QUICK_TIMEOUT
-    )
+    expect(page.locator(f"table.basket tr[data-sku='{sku}']")).to_be_visible(timeout=QUICK_TIMEOUT)
 
 
 def header_count(page: Page):  # type: ignore[no-untyped-def]

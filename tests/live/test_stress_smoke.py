@@ -73,7 +73,7 @@ def test_small_run_counts_traffic_and_misses_no_target() -> None:
     assert baskets is not None and baskets.visits >= 300 and baskets.session_cookies >= 300
     growth = baskets.entries_after - baskets.entries_before
     assert baskets.visits <= growth <= baskets.visits + 8  # wrk's -c: requests in flight
-    assert baskets.due_in_a_day == baskets.entries_after
+    assert baskets.due_in_a_day == baskets.entries_at_due_count >= baskets.entries_after
     for label in ("| warm-up: sign-ins", "| users signed in at the start", "| store growth"):
         assert any(line.startswith(label) for line in lines), label
 

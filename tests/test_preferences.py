@@ -85,3 +85,12 @@ def test_cookie_attributes(client):
     assert cookie.startswith("theme=dark;")
     for part in ("HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=31536000"):
         assert part in cookie
+
+
+def test_switch_on_a_page_whose_query_is_not_utf8(client):
+    """The switch's `next` holds the query as sent, percent-encoded: the error page that
+    refuses such a query (400) renders the header too, never a 500."""
+    query = "next=%2Fprofile&x=\x80"  # WSGI's latin-1 string: the byte 0x80, not UTF-8
+    response = client.get("/login", environ_overrides={"QUERY_STRING": query})
+    assert response.status_code == 400
+    assert 'name="next" value="/login?next=%2Fprofile&amp;x=%80"' in response.text

@@ -8,6 +8,8 @@ needs no session-store entry and no signature: a forged value is refused like an
 
 from __future__ import annotations
 
+from urllib.parse import quote_from_bytes
+
 from flask import (
     Blueprint,
     Flask,
@@ -69,6 +71,14 @@ def save_preferences() -> ResponseReturnValue:
     return response
 
 
+def current_page() -> str:
+    """Where the header's switch sends the browser back to: this page, its query string as
+    sent (percent-encoded where it is not ASCII: a query may hold any byte)."""
+    if not request.query_string:
+        return request.path
+    return f"{request.path}?{quote_from_bytes(request.query_string, safe='&=%+/?:@!$,;~*()')}"
+
+
 @bp.app_context_processor
 def theme_context() -> dict[str, object]:
-    return {"theme": current_theme(), "themes": THEMES}
+    return {"theme": current_theme(), "themes": THEMES, "theme_return_to": current_page}

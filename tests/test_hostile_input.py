@@ -85,6 +85,12 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "pages.profile": (),
     "pages.hello": (),
     "pages.healthz": (),
+    "pages.email": (),
+    "preferences.preferences": (),
+    "preferences.save_preferences": ("theme", "next"),
+    "basket.show": (),
+    "basket.add": ("sku", "quantity"),
+    "basket.remove": (),
     "widget.session_state": (),
     "widget.keepalive": ("next",),
     "widget.csrf_token": (),
@@ -231,6 +237,10 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
         st.just("<live>"),
         st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
         st.sampled_from(("a\x00b", "x" * 5000, "%00", "../revoke-others", "😀")),
+        st.text(max_size=20),
+    ),
+    "sku": st.one_of(
+        st.sampled_from(("tea", "caviar", "a\x00b", "x" * 5000, "%00", "../items", "😀")),
         st.text(max_size=20),
     ),
 }
@@ -769,7 +779,12 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
     for route in methods:
         for signed_in in (False, True):
             identity = visitors.identity(signed_in)
-            values = {"filename": "css/app.css", "ref": visitors.live_ref(), "passkey_id": "1"}
+            values = {
+                "filename": "css/app.css",
+                "ref": visitors.live_ref(),
+                "passkey_id": "1",
+                "sku": "tea",
+            }
             request = Hostile(
                 route,
                 signed_in,

@@ -127,3 +127,17 @@ def test_background_pruning_finds_the_flask_app_behind_the_fast_path(app, starte
     pruning.start_background(Flask("another_app"))  # e.g. the bench's bare Flask app
     assert started == [(app,)]
     assert caplog.text.count("background pruning not started") == 2
+
+
+@pytest.mark.filesystem_only
+def test_a_sweep_that_hits_its_limit_goes_on_at_the_next_run(app, monkeypatch):
+    """Many expired anonymous entries (baskets) are not left for the hourly sweep."""
+    for number in range(5):
+        app.session_interface.cache.set(f"session:basket{number}", {"basket": {}}, timeout=60)
+    for name in store_files(app):
+        path = Path(app.instance_path, "sessions", name)
+        path.write_bytes(struct.pack("I", 1) + path.read_bytes()[4:])  # expired
+    monkeypatch.setattr(pruning, "BACKGROUND_LIMIT", 2)
+    monkeypatch.setattr(pruning.time, "sleep", lambda seconds: None)
+    pruning._run_forever(app, runs=3)  # runs 2 and 3 are not hourly sweeps
+    assert store_files(app) == {}

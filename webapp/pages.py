@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from . import db
 from .sessions import store as session_store
+from .sessions.policy import read_only
 from .widget import views as widget
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,18 @@ def profile() -> str:
 @login_required
 def hello() -> Response:
     return jsonify(message=f"Hello, {current_user.name}")
+
+
+@bp.get("/api/email")
+@read_only
+def email() -> Response:
+    """The seed's second example: who the session belongs to, in plain text. Read-only: it
+    creates no session and writes nothing, whoever asks."""
+    if not current_user.is_authenticated:
+        text = "No session found"
+    else:
+        text = f"User email: {current_user.email or '(none)'}"
+    return Response(text, mimetype="text/plain")
 
 
 @bp.get("/healthz")

@@ -16,6 +16,11 @@ loopback port, seeds --users accounts, and runs two scenarios:
 - anonymous: --anonymous visits to /login, /signup and / with empty cookie jars (wrk), while
   signed-in users keep polling; the store must hold as many entries afterwards as before, and
   every signed-in session must still be valid.
+- anonymous baskets: --anonymous-baskets visitors (wrk) who each put one product in a basket
+  (POST /basket/items with an anonymous CSRF cookie, no session), while signed-in users keep
+  polling: the store must grow by exactly one entry per visitor, every one of them must be due
+  for expiry within a day (the anonymous lifetime), and every signed-in session must still be
+  valid; their polls' latency is shown.
 
 It prints one table and exits 1 when a target is missed (5xx, lost sessions, another user's
 data, store growth...). Only 127.0.0.1 is contacted; servers and folders are removed at the
@@ -55,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "anonymous.lua"
+BASKET_LUA = HERE / "anonymous_basket.lua"
 
 
 def _load_bench() -> Any:
@@ -544,11 +550,19 @@ class Backend:
     label: str
     settings: dict[str, str]
     count_entries: Callable[[], int]
+    #: How many entries expire within the given number of seconds from now.
+    due_within: Callable[[float], int]
 
 
 @contextmanager
 def files_backend(instance: Path) -> Iterator[Backend]:
-    yield Backend("files + SQLite", {}, lambda: bench.store_entries(instance))
+    from webapp.sessions.pruning import _expired_files
+
+    def due_within(seconds: float) -> int:
+        """What the pruning sweep would delete `seconds` from now (its own reading)."""
+        return sum(1 for _ in _expired_files(str(instance / "sessions"), time.time() + seconds))
+
+    yield Backend("files + SQLite", {}, lambda: bench.store_entries(instance), due_within)
 
 
 @contextmanager
@@ -565,8 +579,19 @@ def distributed_backend(_instance: Path) -> Iterator[Backend]:
             "WEBAPP_REDIS_URL": redis.url,
             "WEBAPP_DATABASE_URL": postgres.url,
         }
+
+        def due_within(seconds: float) -> int:
+            due = 0
+            keys = list(client.scan_iter("session:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                pipe = client.pipeline(transaction=False)
+                for key in keys[start : start + 1000]:
+                    pipe.ttl(key)
+                due += sum(1 for ttl in pipe.execute() if 0 <= ttl <= seconds)
+            return due
+
         try:
-            yield Backend("Redis + PostgreSQL", settings, lambda: int(client.dbsize()))
+            yield Backend("Redis + PostgreSQL", settings, lambda: int(client.dbsize()), due_within)
         finally:
             client.close()
 
@@ -731,15 +756,12 @@ class AnonymousResult:
     tally: Tally  # the signed-in users polling meanwhile, and checked after
 
 
-def run_anonymous(
-    port: int, users: list[User], backend: Backend, args: argparse.Namespace
-) -> AnonymousResult:
-    """wrk's anonymous visits while signed-in users poll; entries counted before and after."""
-    signed = [user for user in users if user.signed_in]
-    tally = Tally()
+@contextmanager
+def signed_in_polling(signed: list[User], tally: Tally) -> Iterator[int]:
+    """The first ANONYMOUS_POLLERS signed-in users poll (counted in `tally`) while the body
+    runs; afterwards every signed-in session is checked once. Yields how many poll."""
     for user in signed:
         user.tally = tally
-    before = backend.count_entries()
     stop = threading.Event()
 
     def poll(user: User) -> None:
@@ -751,22 +773,33 @@ def run_anonymous(
         threading.Thread(target=user.run, args=(lambda user=user: poll(user),), daemon=True)
         for user in signed[:ANONYMOUS_POLLERS]
     ]
-    progress(
-        f"anonymous: {args.anonymous:,} visits; {len(pollers)} of {len(signed)} signed-in "
-        f"users polling; {before:,} store entries"
-    )
     for thread in pollers:
         thread.start()
     try:
-        result = run_wrk(port, args.anonymous, args.wrk_connections)
+        yield len(pollers)
     finally:
         stop.set()
         for thread in pollers:
             thread.join(timeout=REQUEST_TIMEOUT + 10)
-    after = backend.count_entries()
-    for user in signed:  # every session signed in before the visits must still be
+    for user in signed:  # every session signed in before must still be
         if user.signed_in:
             user.poll_json()
+
+
+def run_anonymous(
+    port: int, users: list[User], backend: Backend, args: argparse.Namespace
+) -> AnonymousResult:
+    """wrk's anonymous visits while signed-in users poll; entries counted before and after."""
+    signed = [user for user in users if user.signed_in]
+    tally = Tally()
+    before = backend.count_entries()
+    with signed_in_polling(signed, tally) as polling:
+        progress(
+            f"anonymous: {args.anonymous:,} visits; {polling} of {len(signed)} signed-in "
+            f"users polling; {before:,} store entries"
+        )
+        result = run_wrk(port, args.anonymous, args.wrk_connections)
+        after = backend.count_entries()
     statuses = {int(status): n for status, n in result["statuses"].items()}
     wrong = sum(n for status, n in statuses.items() if status != 200)
     wrong += result["socket_errors"] + result["timeouts"]
@@ -785,17 +818,112 @@ def run_anonymous(
     )
 
 
-def run_wrk(port: int, visits: int, connections: int) -> dict[str, Any]:
-    """wrk with anonymous.lua: each thread stops after its share of `visits`; once all have
-    said so, SIGINT ends wrk's wait for -d (only a bound) and it prints its counts."""
+@dataclass
+class BasketResult:
+    asked: int
+    visits: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    wrong_status: int  # not 303, or no answer
+    session_cookies: int
+    user_data: int
+    entries_before: int
+    entries_after: int
+    in_flight: int  # wrk's connections: requests it may have sent but not counted at its stop
+    due_in_a_day: int  # entries that expire within ANONYMOUS_LIFETIME (+ a minute)...
+    entries_at_due_count: int  # ...of this many (counted again: late requests may have landed)
+    count_seconds: float  # how long finding them took (for files: the pruning sweep's reading)
+    signed_in: int
+    tally: Tally  # the signed-in users polling meanwhile, and checked after
+
+
+def anonymous_csrf(port: int) -> tuple[str, str]:
+    """An anonymous visitor's CSRF cookie (as a Cookie header) and its form token, from
+    /basket as a browser gets them."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(jar)
+    )
+    with opener.open(f"http://127.0.0.1:{port}/basket", timeout=REQUEST_TIMEOUT) as response:
+        page = response.read().decode()
+    token = CSRF_META.search(page)
+    cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
+    if token is None or not cookies:
+        raise StressError("/basket gave no CSRF token or cookie")
+    return cookies, html.unescape(token.group(1))
+
+
+def run_anonymous_baskets(
+    port: int, users: list[User], backend: Backend, args: argparse.Namespace
+) -> BasketResult:
+    """wrk's anonymous visitors each adding one product while signed-in users poll; entries
+    counted before and after, and how many of them expire within the anonymous lifetime."""
+    from webapp.sessions.policy import ANONYMOUS_LIFETIME
+
+    signed = [user for user in users if user.signed_in]
+    tally = Tally()
+    cookie, token = anonymous_csrf(port)
+    body = urllib.parse.urlencode({"csrf_token": token, "sku": "tea", "quantity": "1"})
+    before = backend.count_entries()
+    with signed_in_polling(signed, tally) as polling:
+        progress(
+            f"anonymous baskets: {args.anonymous_baskets:,} visitors; {polling} of "
+            f"{len(signed)} signed-in users polling; {before:,} store entries"
+        )
+        result = run_wrk(
+            port,
+            args.anonymous_baskets,
+            args.wrk_connections,
+            script=BASKET_LUA,
+            script_args=[cookie, body, MARKER],
+        )
+        after = backend.count_entries()
+    settled = backend.count_entries()
+    began = time.monotonic()
+    due = backend.due_within(ANONYMOUS_LIFETIME + 60)
+    counted = time.monotonic() - began
+    statuses = {int(status): n for status, n in result["statuses"].items()}
+    wrong = sum(n for status, n in statuses.items() if status != 303)
+    wrong += result["socket_errors"] + result["timeouts"]
+    return BasketResult(
+        asked=args.anonymous_baskets,
+        visits=result["requests"],
+        seconds=result["duration_us"] / 1e6,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        wrong_status=wrong,
+        session_cookies=result["session_cookie"],
+        user_data=result["user_data"],
+        entries_before=before,
+        entries_after=after,
+        in_flight=args.wrk_connections,
+        due_in_a_day=due,
+        entries_at_due_count=settled,
+        count_seconds=counted,
+        signed_in=len(signed),
+        tally=tally,
+    )
+
+
+def run_wrk(
+    port: int,
+    visits: int,
+    connections: int,
+    script: Path = LUA,
+    script_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """wrk with `script` (anonymous.lua, or anonymous_basket.lua with its `script_args`):
+    each thread stops after its share of `visits`; once all have said so, SIGINT ends wrk's
+    wait for -d (only a bound) and it prints its counts."""
     threads = 2
     per_thread = -(-visits // threads)
     # Seconds: a bound, not the plan. Below the idle timeout (1800 s), so that the signed-in
     # sessions checked afterwards cannot have timed out meanwhile.
     limit = min(1200, max(60, visits // 50))
     command = ["wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{limit}s"]
-    command += ["--timeout", "10s", "--latency", "-s", str(LUA)]
-    command += [f"http://127.0.0.1:{port}/", "--", str(per_thread), MARKER]
+    command += ["--timeout", "10s", "--latency", "-s", str(script)]
+    command += [f"http://127.0.0.1:{port}/", "--", str(per_thread), *(script_args or [MARKER])]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(limit + 60, process.kill)
     watchdog.start()
@@ -829,6 +957,7 @@ class ConfigResult:
     load: LoadResult
     anonymous: AnonymousResult | None
     problems: list[str]
+    baskets: BasketResult | None = None
 
 
 def run_config(name: str, args: argparse.Namespace, work: Path) -> ConfigResult:
@@ -843,12 +972,14 @@ def run_config(name: str, args: argparse.Namespace, work: Path) -> ConfigResult:
                 progress(f"{backend.label}: gunicorn {WORKERS} on 127.0.0.1:{server.port}")
                 users = [User(server.port, n, Tally()) for n in range(args.users)]
                 load = run_load(server.port, users, args)
-                anonymous = None
+                anonymous = baskets = None
                 if args.anonymous > 0:
                     anonymous = run_anonymous(server.port, users, backend, args)
+                if args.anonymous_baskets > 0:
+                    baskets = run_anonymous_baskets(server.port, users, backend, args)
         finally:
             bench.BACKEND_ENV.clear()
-    return ConfigResult(backend.label, load, anonymous, problems)
+    return ConfigResult(backend.label, load, anonymous, problems, baskets)
 
 
 # the report --------------------------------------------------------------------------------
@@ -880,6 +1011,10 @@ class Row:
 
 def _anon(get: Callable[[AnonymousResult], Any]) -> Callable[[ConfigResult], Any]:
     return lambda r: get(r.anonymous) if r.anonymous is not None else None
+
+
+def _basket(get: Callable[[BasketResult], Any]) -> Callable[[ConfigResult], Any]:
+    return lambda r: get(r.baskets) if r.baskets is not None else None
 
 
 def _text(get: Callable[[ConfigResult], Any]) -> Callable[[ConfigResult], str]:
@@ -1030,6 +1165,86 @@ ROWS = [
             )
         ),
     ),
+    Row(
+        "anonymous baskets (POST /basket/items, one product each)",
+        _text(
+            _basket(lambda b: f"{b.visits:,} in {b.seconds:.0f} s ({b.visits / b.seconds:,.0f}/s)")
+        ),
+    ),
+    Row(
+        "anonymous baskets short of --anonymous-baskets (wrk's time bound)",
+        _text(_basket(lambda b: max(0, b.asked - b.visits))),
+        _basket(lambda b: max(0, b.asked - b.visits)),
+    ),
+    Row(
+        "anonymous baskets: latency p50 / p99",
+        _text(_basket(lambda b: f"{ms(b.p50_ms)} / {ms(b.p99_ms)}")),
+    ),
+    Row(
+        "anonymous baskets: not 303, or no answer",
+        _text(_basket(lambda b: b.wrong_status)),
+        _basket(lambda b: b.wrong_status),
+    ),
+    Row(
+        "anonymous baskets: session cookies set",
+        _text(_basket(lambda b: b.session_cookies)),
+        _basket(lambda b: abs(b.session_cookies - b.visits)),
+        target="one each",
+    ),
+    Row(
+        "anonymous baskets: responses with a user's data",
+        _text(_basket(lambda b: b.user_data)),
+        _basket(lambda b: b.user_data),
+    ),
+    Row(
+        "store entries before -> after the baskets",
+        _text(_basket(lambda b: f"{b.entries_before:,} -> {b.entries_after:,}")),
+    ),
+    Row(
+        "store growth minus baskets (wrk's requests in flight when it stopped)",
+        _text(_basket(lambda b: b.entries_after - b.entries_before - b.visits)),
+        _basket(lambda b: not 0 <= b.entries_after - b.entries_before - b.visits <= b.in_flight),
+        target="0 to -c",
+    ),
+    Row(
+        "entries not expired a day later (seconds to find them)",
+        _text(
+            _basket(
+                lambda b: f"{b.entries_at_due_count - b.due_in_a_day:,} ({b.count_seconds:.1f} s)"
+            )
+        ),
+        _basket(lambda b: b.entries_at_due_count - b.due_in_a_day),
+    ),
+    Row(
+        "signed-in sessions (polling, then all checked) not valid",
+        _text(_basket(lambda b: f"{b.tally.lost_sessions} of {b.signed_in}")),
+        _basket(lambda b: b.tally.lost_sessions),
+    ),
+    Row(
+        "their poll latency p50 / p99 during the baskets",
+        _text(_basket(lambda b: latency(b.tally.latencies))),
+    ),
+    Row(
+        "their 5xx, other unexpected, no answer, others' data",
+        _text(
+            _basket(
+                lambda b: (
+                    f"{b.tally.server_errors} / {b.tally.unexpected} / {b.tally.failed} / "
+                    f"{b.tally.other_users_data}"
+                )
+            )
+        ),
+        _basket(
+            lambda b: (
+                b.tally.server_errors
+                + b.tally.unexpected
+                + b.tally.failed
+                + b.tally.other_users_data
+                + b.tally.poll_cookies
+                + b.tally.stale_profile
+            )
+        ),
+    ),
 ]
 
 
@@ -1047,6 +1262,7 @@ def report(results: list[ConfigResult]) -> tuple[list[str], list[str]]:
         missed += [f"{result.label}: {problem}" for problem in result.problems]
         tallies = [result.load.warm_up.tally, result.load.tally]
         tallies += [result.anonymous.tally] if result.anonymous else []
+        tallies += [result.baskets.tally] if result.baskets else []
         for tally in tallies:
             missed += [f"{result.label}: e.g. {example}" for example in tally.examples]
     return bench.table(headers, rows), missed
@@ -1075,6 +1291,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--users", type=int, default=500, help="simulated users (default 500)")
     add("--config", choices=["files", "distributed", "both"], default="both")
     add("--anonymous", type=int, default=100_000, help="anonymous visits per configuration")
+    add(
+        "--anonymous-baskets",
+        type=int,
+        default=100_000,
+        help="anonymous visitors per configuration who each put a product in a basket",
+    )
     add("--sign-in-concurrency", type=int, default=4, help="sign-in POSTs in flight at most")
     add(
         "--warm-up-limit",
@@ -1095,6 +1317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.users < 1 or args.users > 10_000 or args.duration < 1 or args.anonymous < 0:
         parser.error("--users must be 1 to 10000, --duration positive, --anonymous >= 0")
+    if args.anonymous_baskets < 0:
+        parser.error("--anonymous-baskets must be >= 0")
     if args.warm_up_limit <= 0 or not 0 <= args.sign_out_share <= 1:
         parser.error("--warm-up-limit must be positive, --sign-out-share 0 to 1")
     return args
@@ -1105,7 +1329,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run me with {bench.BIN / 'python'} (make stress does)", file=sys.stderr)
         return 1
     args = parse_args(argv)
-    if args.anonymous:
+    if args.anonymous or args.anonymous_baskets:
         bench.ensure_wrk()
     try:
         with bench.interruptible():

@@ -250,3 +250,34 @@
     start();
   }
 })();
+
+// Session data shown outside the widget, kept current without a reload (issue 15):
+//   - the basket's count in the header follows the widget's data-basket-count, which every
+//     render of the widget brings (a poll, or another tab's nudge, whenever the count changed);
+//   - a page loaded by a boosted link or form brings its <html data-theme>, which hx-boost
+//     does not swap: take it, so a theme chosen in another tab shows on the next navigation.
+(function () {
+  "use strict";
+
+  function followSessionData() {
+    var widget = document.getElementById("session-widget");
+    var count = document.getElementById("basket-count");
+    if (widget && count && widget.hasAttribute("data-basket-count")) {
+      count.textContent = widget.getAttribute("data-basket-count");
+    }
+  }
+
+  function adoptTheme(event) {
+    var html = event.detail.serverResponse;
+    if (!event.detail.boosted || typeof html !== "string") {
+      return;
+    }
+    var match = /<html[^>]*\sdata-theme="(light|dark|system)"/.exec(html);
+    if (match) {
+      document.documentElement.setAttribute("data-theme", match[1]);
+    }
+  }
+
+  document.addEventListener("htmx:afterSettle", followSessionData);
+  document.addEventListener("htmx:beforeSwap", adoptTheme);
+})();

@@ -1,6 +1,6 @@
-"""`make stress` in small (10 users: warm-up, 8 s of load, 300 anonymous visits, files + SQLite),
-so that its harness (bench/stress/run.py) keeps working, and proof that its checks count what
-they guard."""
+"""`make stress` in small (10 users: warm-up, 8 s of load, 300 anonymous visits, 300 anonymous
+baskets, files + SQLite), so that its harness (bench/stress/run.py) keeps working, and proof
+that its checks count what they guard."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def test_small_run_counts_traffic_and_misses_no_target() -> None:
         users=10,
         config="files",
         anonymous=300,
+        anonymous_baskets=300,
         sign_in_concurrency=4,
         warm_up_limit=60,
         sign_out_share=1.0,  # every user signs out once (those due early do within the 8 s)
@@ -68,6 +69,11 @@ def test_small_run_counts_traffic_and_misses_no_target() -> None:
     assert anonymous is not None and anonymous.visits >= 300
     assert anonymous.csrf_cookies >= 300, "anonymous pages set no signed CSRF cookie"
     assert anonymous.entries_before == anonymous.entries_after == anonymous.signed_in >= 1
+    baskets = result.baskets
+    assert baskets is not None and baskets.visits >= 300 and baskets.session_cookies >= 300
+    growth = baskets.entries_after - baskets.entries_before
+    assert baskets.visits <= growth <= baskets.visits + 8  # wrk's -c: requests in flight
+    assert baskets.due_in_a_day == baskets.entries_at_due_count >= baskets.entries_after
     for label in ("| warm-up: sign-ins", "| users signed in at the start", "| store growth"):
         assert any(line.startswith(label) for line in lines), label
 

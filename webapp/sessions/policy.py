@@ -32,6 +32,16 @@ AUTHENTICATED_AT = "_authenticated_at"  # last time the password was entered (fr
 USER_CACHE = "_user"  # the user as /session shows it, so polls need no database query...
 USER_CACHED_AT = "_user_cached_at"  # ...while younger than TOUCH_INTERVAL
 METHOD = "_method"  # how this session began: "password", "password+totp", "passkey", ...
+BASKET = "basket"  # {sku: quantity}: the shopping basket (webapp/basket.py)
+RECENT_PAGES = "_recent_pages"  # [[path, time], ...]: what this session was used for lately
+
+#: What a visitor keeps when signing in: the session is cleared and gets a new id, and these
+#: keys alone are handed over to it (never anything that grants access).
+CARRIED_ACROSS_SIGN_IN = (BASKET,)
+#: The store TTL of an anonymous session (one that holds a basket): a day after its last change.
+ANONYMOUS_LIFETIME = 24 * 3600
+#: Pages kept in RECENT_PAGES, newest last.
+RECENT_PAGES_KEPT = 10
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -69,7 +79,9 @@ def start(
     restored from a remember-me token (method "remember") is not fresh.
     """
     fresh = method != "remember"
+    carried = {key: session[key] for key in CARRIED_ACROSS_SIGN_IN if key in session}
     session.clear()
+    session.update(carried)
     login_user(user, fresh=fresh)
     now = clock.now()
     session[SIGNED_IN_AT] = now
@@ -214,11 +226,49 @@ def enforce() -> None:
     if ends is None or now >= ends:
         _expire()
         return
-    if not read_only and now - float(session[LAST_ACTIVE]) >= current_app.config["TOUCH_INTERVAL"]:
+    if read_only:
+        return
+    _note_page(now)
+    if now - float(session[LAST_ACTIVE]) >= current_app.config["TOUCH_INTERVAL"]:
         session[LAST_ACTIVE] = now
         session_index.touch(current_session().sid)
         if current_user.is_authenticated:
             cache_user(current_user)
+
+
+def _note_page(now: float) -> None:
+    """Add this request's page to the session's recent pages without marking the session
+    modified: the list is stored whenever the session is written anyway (the activity touch,
+    at most once per TOUCH_INTERVAL, or a request that changes the session), never by itself.
+    Paths only: a query string may hold a secret."""
+    if request.method != "GET":
+        return
+    pages = session.get(RECENT_PAGES)
+    if not isinstance(pages, list):
+        pages = []
+        dict.__setitem__(current_session(), RECENT_PAGES, pages)  # not a modification
+    pages.append([request.path, now])
+    del pages[:-RECENT_PAGES_KEPT]
+
+
+def basket_lines(data: Any = session) -> dict[str, int]:
+    """The basket a session holds, {sku: quantity}; anything malformed counts as empty."""
+    lines = data.get(BASKET)
+    if not isinstance(lines, dict):
+        return {}
+    return {
+        str(sku): quantity
+        for sku, quantity in lines.items()
+        if isinstance(quantity, int) and not isinstance(quantity, bool) and quantity > 0
+    }
+
+
+def recent_pages() -> list[tuple[str, float]]:
+    """The pages this session was used for lately, newest first (as stored: see _note_page)."""
+    pages = session.get(RECENT_PAGES)
+    if not isinstance(pages, list):
+        return []
+    return [(str(path), float(at)) for path, at in reversed(pages)]
 
 
 def _still_indexed(stored: ServerSideSession) -> bool:
@@ -230,10 +280,10 @@ def _still_indexed(stored: ServerSideSession) -> bool:
 def _remaining_life(stored: ServerSideSession) -> timedelta:
     """The store's TTL for an entry: what is left of a signed-in session (the earlier of its
     idle and absolute ends), rounded up to whole seconds so that the entry lives until the
-    `expires` /session advertises; the idle timeout for an anonymous one."""
+    `expires` /session advertises; ANONYMOUS_LIFETIME for an anonymous one (a basket)."""
     ends = expires_at(stored)
     if ends is None:
-        return current_app.permanent_session_lifetime
+        return timedelta(seconds=ANONYMOUS_LIFETIME)
     return timedelta(seconds=max(1, math.ceil(ends - clock.now())))
 
 
@@ -243,4 +293,5 @@ def init_app(app: Flask) -> None:
     interface.write_guard = _still_indexed
     interface.lifetime = _remaining_life
     app.before_request(enforce)
+    app.jinja_env.globals["recent_pages"] = recent_pages
     app.after_request(remember.apply_cookie)

@@ -2,7 +2,8 @@
 
 Signed-in sessions are found through the index (by its indexed timestamps), so the work is
 proportional to what is deleted, in batches of bounded size. A sweep of the store folder
-catches entries the index does not know (anonymous sessions, leftovers of a crash); it reads
+catches entries the index does not know (anonymous sessions holding a basket, leftovers of a
+crash); it reads
 only each file's 4-byte expiry header, streaming, so memory stays flat, and deletes cachelib's
 temporary files that a crash or a failed write (disk full) left behind, once they are old
 enough that no write can still be using them. Gunicorn workers prune
@@ -128,6 +129,7 @@ def _run_forever(app: Flask, runs: int | None = None) -> None:
     sweep_every = max(1, SWEEP_SECONDS // max(1, interval))
     lock_path = os.path.join(app.instance_path, ".prune.lock")
     run = 0
+    unfinished_sweep = False
     while runs is None or run < runs:
         time.sleep(interval)
         run += 1
@@ -137,7 +139,11 @@ def _run_forever(app: Flask, runs: int | None = None) -> None:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
-                counts = prune(app, limit=BACKGROUND_LIMIT, sweep=(run - 1) % sweep_every == 0)
+                # A sweep that hit its limit (many expired anonymous baskets) goes on at the
+                # next run rather than an hour later: deleting keeps up with creating.
+                sweep = unfinished_sweep or (run - 1) % sweep_every == 0
+                counts = prune(app, limit=BACKGROUND_LIMIT, sweep=sweep)
+                unfinished_sweep = counts["store"] >= BACKGROUND_LIMIT
             if any(counts.values()):
                 logger.info("pruned expired sessions: %s", counts)
         except Exception:

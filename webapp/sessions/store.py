@@ -16,7 +16,7 @@ import logging
 import math
 import struct
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import msgspec
@@ -32,6 +32,7 @@ KEY_PREFIX = "session:"
 SID_BYTES = 32
 CSRF_KEY = "csrf_token"  # Flask-WTF's session key
 #: What an anonymous visitor's session may hold and still live in a cookie, not the store.
+#: Anything more (a basket) makes an anonymous entry, with its own short TTL (`lifetime`).
 ANONYMOUS_KEYS = frozenset({CSRF_KEY, "_permanent"})
 
 
@@ -64,6 +65,13 @@ class WebappSessionRules(ServerSideSessionInterface):
             session_lifetime = self.lifetime(session)
         seconds = max(1, math.ceil(session_lifetime.total_seconds()))
         self._write_entry(store_id, dict(session), seconds)
+
+    def get_expiration_time(self, app: Flask, session: Any) -> datetime | None:
+        """An anonymous entry's cookie lives as long as the entry (its own TTL, longer than
+        the idle timeout); a signed-in session's cookie as Flask-Session decides."""
+        if self.lifetime is not None and "_user_id" not in session:
+            return datetime.now(UTC) + self.lifetime(session)
+        return super().get_expiration_time(app, session)
 
     def _write_entry(self, store_id: str, data: dict[str, Any], seconds: int) -> None:
         """Store `data` sealed under `store_id` for at least `seconds`."""

@@ -47,12 +47,16 @@ def visible_state(
     data: Mapping[str, Any], user: dict[str, Any] | None, now: float, config: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Everything the widget shows, and nothing it does not (so `expires` moving on its own
-    does not change the state: only the warning appearing or moving does)."""
+    does not change the state: only the warning appearing or moving does). The basket's
+    count is part of it, so that every open tab's header follows the basket."""
+    basket = sum(session_policy.basket_lines(data).values())
+    shown = {"basket": basket} if basket else {}  # no basket: the state (and token) as before
     expires = session_policy.expires_at(data, config) if user else None
     if user is None or expires is None:
-        return {"status": UNAUTHENTICATED}
+        return {"status": UNAUTHENTICATED, **shown}
     warn = expires - now <= WARNING_SECONDS
     return {
+        **shown,
         "status": AUTHENTICATED,
         "user": user,
         # The sign-out button carries the CSRF token: a rotated token must reach the widget.

@@ -76,11 +76,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     static_files.init_app(app)
     cli.init_app(app)
 
-    from . import account, auth, pages
+    from . import account, auth, oidc_views, pages
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(oidc_views.bp)
     app.register_blueprint(widget.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
     fast_path.init_app(app)

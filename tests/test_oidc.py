@@ -301,3 +301,20 @@ def test_a_provider_account_linked_elsewhere_is_not_moved(
     with app.app_context():
         rows = get_db().scalars(select(UserSession)).all()
         assert {row.oidc_provider for row in rows} <= {None, "test"}
+
+
+def test_a_boosted_sign_out_is_sent_to_the_provider_with_hx_redirect(
+    visitor: ProviderBrowser, provider: OidcProvider
+) -> None:
+    visitor.sign_in("sam")
+    answer = visitor.client.post(
+        "/logout", data={"csrf_token": csrf_token(visitor.client)}, headers={"HX-Request": "true"}
+    )
+    assert answer.status_code == 200
+    assert answer.headers["HX-Redirect"].startswith(f"{provider.issuer}/session/end?")
+    assert signed_in_as(visitor.client) is None
+
+
+def test_a_password_session_signs_out_here_only(client: FlaskClient, auth: AuthActions) -> None:
+    auth.login()
+    assert auth.logout().headers["Location"] == "/login"

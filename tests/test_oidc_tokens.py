@@ -13,10 +13,10 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 
-from webapp import create_app, oidc
+from webapp import create_app, oidc, oidc_views
 from webapp.config import ConfigError, oidc_from_environment, oidc_providers
 from webapp.db import get_db
-from webapp.models import OidcIdentity, UserSession
+from webapp.models import OidcIdentity, User, UserSession
 from webapp.oidc import LOGOUT_EVENT, OidcError, Provider
 from webapp.users import create_user_from_claims
 
@@ -251,3 +251,11 @@ def test_bad_provider_settings_are_refused_naming_the_variable(
     with pytest.raises(ConfigError) as refused:
         oidc_providers(config)
     assert message in str(refused.value.message)
+
+
+def test_a_parallel_first_sign_in_of_the_same_person_leaves_one_account(app: Flask) -> None:
+    signed_in_row(app, "twice", "s1")  # the other request linked the subject first
+    with app.test_request_context(), pytest.raises(OidcError) as refused:
+        oidc_views._new_account(oidc.providers()["local"], {"sub": "twice", "name": "T"})
+    assert refused.value.reason == "account_race"
+    assert [user.username for user in get_db().scalars(select(User))] == ["twice"]

@@ -165,16 +165,35 @@ def _callback(provider: Provider, flow: oidc.Flow | None) -> ResponseReturnValue
     if flow.link_user_id is not None:
         return _link(provider, flow.link_user_id, identity, claims["sub"])
     if identity is None:
-        user = users.create_user_from_claims(db, claims)
-        identity = OidcIdentity(provider=provider.name, subject=claims["sub"], user_id=user.id)
-        db.add(identity)
-        db.commit()
-        events.record("oidc_account_created", user_id=user.id, provider=provider.name)
+        try:
+            identity = _new_account(provider, claims)
+        except OidcError as error:
+            return _failed(provider, error, flow.next)
     signed_in = db.get(User, identity.user_id)
     assert signed_in is not None  # the identity's foreign key cascades
     session_policy.start(signed_in, method=f"oidc:{provider.name}")
     _remember_provider_session(provider, claims, id_token)
     return redirect(next_or_default(flow.next), 303)
+
+
+def _new_account(provider: Provider, claims: dict[str, Any]) -> OidcIdentity:
+    """A new account for the provider's subject, linked to it."""
+    db = get_db()
+    try:
+        user = users.create_user_from_claims(db, claims)
+    except users.AccountError as refused:
+        raise OidcError("account_refused", str(refused)) from None
+    identity = OidcIdentity(provider=provider.name, subject=claims["sub"], user_id=user.id)
+    db.add(identity)
+    try:
+        db.commit()
+    except IntegrityError:  # the same person's first sign-in, in parallel, linked first
+        db.rollback()
+        db.delete(user)
+        db.commit()
+        raise OidcError("account_race", "You were signing in twice at once: try again.") from None
+    events.record("oidc_account_created", user_id=user.id, provider=provider.name)
+    return identity
 
 
 def _remember_provider_session(provider: Provider, claims: dict[str, Any], id_token: str) -> None:

@@ -4,6 +4,7 @@ says the session was ended."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from test_browser_live_session import REASON, REVOKED
 from test_browser_widget import QUICK_TIMEOUT, STATUS, WIDGET
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The widget polls every second here: a session ended elsewhere shows within a few.
 POLL_TIMEOUT = 5_000
@@ -43,10 +46,14 @@ def server(provider: OidcProvider, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_sign_in_with_a_provider_and_its_back_channel_logout_in_chromium(
-    server: str, provider: OidcProvider, context: BrowserContext
+    server: str, provider: OidcProvider, context: BrowserContext, tmp_path: Path
 ) -> None:
     page = context.new_page()
     page.goto(f"{server}/login")
+    # The README's picture of the provider buttons, refreshed with WEBAPP_SCREENSHOTS=1.
+    refresh = os.environ.get("WEBAPP_SCREENSHOTS") == "1"
+    folder = ROOT / "docs" / "screenshots" if refresh else tmp_path
+    page.locator("main").screenshot(path=folder / "login-providers.png", animations="disabled")
     page.get_by_role("link", name="Test ID").click()
     page.fill('input[name="login"]', "zoe")
     page.fill('input[name="password"]', "any")

@@ -160,6 +160,15 @@ def test_a_forged_state_is_refused(visitor: ProviderBrowser) -> None:
     assert signed_in_as(visitor.client) is None
 
 
+def test_an_answer_naming_another_issuer_is_refused(visitor: ProviderBrowser) -> None:
+    start = visitor.client.get("/login/test").headers["Location"]
+    back = visitor.authorize(start, "ivan")
+    assert "iss=" in back
+    answer = visitor.app_get(back.replace("iss=", "iss=https%3A%2F%2Fevil.test&x="))
+    assert answer.status_code == 400
+    assert "did not come from Test ID" in answer.get_data(as_text=True)
+
+
 def test_a_provider_that_cannot_be_reached_ends_on_the_sign_in_page(
     client: FlaskClient,
 ) -> None:

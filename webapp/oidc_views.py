@@ -142,6 +142,9 @@ def _callback(provider: Provider, flow: oidc.Flow | None) -> ResponseReturnValue
             "bad_state", "That sign-in had expired or was started elsewhere. Please try again."
         )
         return _failed(provider, error, flow.next if flow else None)
+    if request.args.get("iss", provider.issuer) != provider.issuer:  # RFC 9207: a mix-up
+        error = OidcError("bad_iss", f"That answer did not come from {provider.label}.")
+        return _failed(provider, error, flow.next)
     if "error" in request.args or not request.args.get("code"):
         denied = request.args.get("error") == "access_denied"
         error = OidcError(

@@ -86,6 +86,13 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "widget.session_state": (),
     "widget.keepalive": ("next",),
     "widget.csrf_token": (),
+    "oidc.login": ("next",),
+    "oidc.callback": ("state", "code", "error", "iss"),
+    "oidc.backchannel_logout": ("logout_token",),
+    "oidc.providers": (),
+    "oidc.account_providers": (),
+    "oidc.link": (),
+    "oidc.unlink": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -212,6 +219,10 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
         st.just("<live>"),
         st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
         st.sampled_from(("a\x00b", "x" * 5000, "%00", "../revoke-others", "😀")),
+        st.text(max_size=20),
+    ),
+    "name": st.one_of(  # an OpenID provider's name
+        st.sampled_from(("test", "a\x00b", "x" * 3000, "..", "😀")),
         st.text(max_size=20),
     ),
 }
@@ -750,7 +761,7 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
     for route in methods:
         for signed_in in (False, True):
             identity = visitors.identity(signed_in)
-            values = {"filename": "css/app.css", "ref": visitors.live_ref()}
+            values = {"filename": "css/app.css", "ref": visitors.live_ref(), "name": "test"}
             request = Hostile(
                 route,
                 signed_in,

@@ -107,6 +107,13 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "passkeys.register": ("name",),
     "passkeys.sign_in_options": (),
     "passkeys.sign_in": (),
+    "oidc.login": ("next",),
+    "oidc.callback": ("state", "code", "error", "iss"),
+    "oidc.backchannel_logout": ("logout_token",),
+    "oidc.providers": (),
+    "oidc.account_providers": (),
+    "oidc.link": (),
+    "oidc.unlink": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -241,6 +248,10 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
     ),
     "sku": st.one_of(
         st.sampled_from(("tea", "caviar", "a\x00b", "x" * 5000, "%00", "../items", "😀")),
+        st.text(max_size=20),
+    ),
+    "name": st.one_of(  # an OpenID provider's name
+        st.sampled_from(("test", "a\x00b", "x" * 3000, "..", "😀")),
         st.text(max_size=20),
     ),
 }
@@ -784,6 +795,7 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
                 "ref": visitors.live_ref(),
                 "passkey_id": "1",
                 "sku": "tea",
+                "name": "test",
             }
             request = Hostile(
                 route,

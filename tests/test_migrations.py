@@ -65,6 +65,8 @@ ADDED_AFTER_INITIAL = {
     ("remember_tokens", "replaced_at"),
     ("user_sessions", "remember_series"),
     ("user_sessions", "method"),
+    ("user_sessions", "oidc_provider"),
+    ("user_sessions", "oidc_sid"),
 }
 #: Tables the revisions after 0001 added.
 TABLES_ADDED_AFTER_INITIAL = {
@@ -72,6 +74,8 @@ TABLES_ADDED_AFTER_INITIAL = {
     "recovery_codes",
     "passkeys",
     "sign_in_challenges",
+    "oidc_identities",
+    "oidc_logout_tokens",
 }
 
 

@@ -76,7 +76,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     static_files.init_app(app)
     cli.init_app(app)
 
-    from . import account, auth, basket, pages, preferences
+    from . import account, auth, basket, oidc_views, pages, preferences
     from .signin import passkey_views, security, verify
 
     app.register_blueprint(auth.bp)
@@ -87,6 +87,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(passkey_views.bp)
     app.register_blueprint(preferences.bp)
     app.register_blueprint(basket.bp)
+    app.register_blueprint(oidc_views.bp)
     app.register_blueprint(widget.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
     fast_path.init_app(app)

@@ -18,7 +18,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from . import events, throttle, users
+from . import events, oidc_views, throttle, users
 from .db import get_db
 from .errors import wants_json
 from .extensions import login_manager
@@ -98,9 +98,15 @@ def locked_out(wait: int) -> str:
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> ResponseReturnValue:
     if request.method == "POST":
+        target, provider_logout = url_for("auth.login"), None
         if current_user.is_authenticated:
+            # A provider's session ends too when it offers that (RP-initiated logout).
+            provider_logout = oidc_views.provider_logout_url()
             session_policy.end()  # its session and remember-me cookies go with it
-        response = make_response(redirect(url_for("auth.login"), 303))
+        if provider_logout and is_htmx():  # a boosted form cannot follow a 303 to another site
+            response = htmx_redirect(provider_logout, 200)
+        else:
+            response = make_response(redirect(provider_logout or target, 303))
         # This site's own cookies only, by name: Clear-Site-Data's "cookies" would delete the
         # cookies of every site under the same registrable domain.
         csrf_cookie = session_interface(current_app).csrf_cookie

@@ -7,6 +7,7 @@ refuse a bad setting once, before any worker starts, without importing the webap
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import sys
 from collections.abc import Mapping
@@ -66,6 +67,11 @@ BASE_URL = "http://127.0.0.1:8000"
 #: registrable domain suffix of that host (e.g. example.com for www.example.com), never an IP.
 RP_ID = ""
 
+#: OpenID Connect providers to offer on the sign-in page: comma-separated names (a-z, 0-9, "-",
+#: at most 11 characters), each configured by WEBAPP_OIDC_<NAME>_ISSUER, _CLIENT_ID,
+#: _CLIENT_SECRET and _LABEL (NAME upper-cased, "-" as "_"; oidc_providers() reads them).
+OIDC_PROVIDERS = ""
+
 #: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
 #: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
 LOG_POLLS = True
@@ -98,6 +104,7 @@ SETTINGS = (
     "MAX_CONTENT_LENGTH",
     "BASE_URL",
     "RP_ID",
+    "OIDC_PROVIDERS",
 )
 #: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
 SERVER_SETTINGS = ("LOG_POLLS",)
@@ -212,7 +219,68 @@ def load(
     from_env = from_environment(environ)
     given.update(from_env)
     sources.update(dict.fromkeys(from_env, ENVIRONMENT))
+    from_env = oidc_from_environment(environ)
+    given.update(from_env)
+    sources.update(dict.fromkeys(from_env, ENVIRONMENT))
     return given, sources
+
+
+#: The per-provider settings, OIDC_<NAME>_<FIELD>: named by the provider, so not in SETTINGS.
+OIDC_FIELDS = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET", "LABEL")
+OIDC_REQUIRED = ("ISSUER", "CLIENT_ID", "CLIENT_SECRET")
+#: "oidc:<name>" must fit the sign-in history's method column (16 characters).
+OIDC_NAME = re.compile(r"[a-z0-9-]{1,11}")
+OIDC_SETTING = re.compile(r"OIDC_[A-Z0-9_]+_(?:" + "|".join(OIDC_FIELDS) + ")")
+
+
+def oidc_from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The WEBAPP_OIDC_<NAME>_<FIELD> variables, as OIDC_<NAME>_<FIELD> settings."""
+    return {
+        key.removeprefix(ENV_PREFIX): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and OIDC_SETTING.fullmatch(key.removeprefix(ENV_PREFIX))
+    }
+
+
+def oidc_setting(name: str, field: str) -> str:
+    """OIDC_<NAME>_<FIELD>: the provider's name upper-cased, "-" as "_"."""
+    return f"OIDC_{name.upper().replace('-', '_')}_{field}"
+
+
+def oidc_providers(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Each configured provider's settings by name (issuer, client_id, client_secret, label),
+    in the order OIDC_PROVIDERS lists them; ConfigError naming the variable when one is bad."""
+    providers: dict[str, dict[str, str]] = {}
+    for name in (n.strip() for n in str(config["OIDC_PROVIDERS"]).split(",")):
+        if not name:
+            continue
+        if not OIDC_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{ENV_PREFIX}OIDC_PROVIDERS: {name!r} is not a provider name (1 to 11 of a-z, "
+                "0-9 and '-')"
+            )
+        fields = {f: str(config.get(oidc_setting(name, f)) or "").strip() for f in OIDC_FIELDS}
+        for field in OIDC_REQUIRED:
+            if not fields[field]:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{oidc_setting(name, field)} must be set "
+                    f"(provider {name!r} is in {ENV_PREFIX}OIDC_PROVIDERS)"
+                )
+        issuer = fields["ISSUER"]
+        parts = urlsplit(issuer)
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if not parts.hostname or not (parts.scheme == "https" or loopback):
+            raise ConfigError(
+                f"{ENV_PREFIX}{oidc_setting(name, 'ISSUER')} must be an https:// URL (http:// "
+                f"only on loopback), got {issuer!r}"
+            )
+        providers[name] = {
+            "issuer": issuer.rstrip("/"),
+            "client_id": fields["CLIENT_ID"],
+            "client_secret": fields["CLIENT_SECRET"],
+            "label": fields["LABEL"] or name.replace("-", " ").title(),
+        }
+    return providers
 
 
 def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
@@ -278,6 +346,7 @@ def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None
 def relying_party_id(config: Mapping[str, Any]) -> str:
     """RP_ID, or the host of BASE_URL when it is empty."""
     return str(config["RP_ID"]).strip().lower() or (urlsplit(config["BASE_URL"]).hostname or "")
+    oidc_providers(config)
 
 
 #: What a host name or an IPv4 address is made of, as Werkzeug accepts it in a Host header.

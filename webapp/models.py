@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -87,6 +96,10 @@ class UserSession(Base):
     remember_series: Mapped[str | None] = mapped_column(String(32), index=True)
     #: How the session began: "password", "password+totp", "passkey", "recovery_code", ...
     method: Mapped[str] = mapped_column(String(32), server_default="password")
+    #: The OpenID provider that signed this session in, and its session id (`sid` claim): a
+    #: back-channel logout token names one or the other's user (webapp/oidc_views.py).
+    oidc_provider: Mapped[str | None] = mapped_column(String(32), index=True)
+    oidc_sid: Mapped[str | None] = mapped_column(String(255), index=True)
 
 
 class SignInEvent(Base):
@@ -106,7 +119,8 @@ class SignInEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     #: "success", "failure" or "locked".
     outcome: Mapped[str] = mapped_column(String(16))
-    #: "password", "remember", "reauthenticate", "password+totp", "passkey", ...
+    #: "password", "remember", "reauthenticate", "signup", "password+totp", "passkey",
+    #: "recovery_code" or "oidc:<provider>" (provider names are at most 11 characters).
     method: Mapped[str] = mapped_column(String(16))
 
 
@@ -168,3 +182,26 @@ class SignInChallenge(Base):
     remember_me: Mapped[bool] = mapped_column(Boolean, default=False)
     next_url: Mapped[str | None] = mapped_column(String(2048))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class OidcIdentity(Base):
+    """An account at an OpenID provider (its `sub`) that signs a user in here."""
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OidcLogoutToken(Base):
+    """A back-channel logout token already used (`jti`), kept while it could be replayed."""
+
+    __tablename__ = "oidc_logout_tokens"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

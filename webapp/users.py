@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,9 @@ EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x0
 NAME_MAX = 100
 EMAIL_MAX = 254
 ALREADY_YOUR_PASSWORD = "That is already your password: choose a new one."  # noqa: S105
+#: Starts the password_hash of an account without a password (made through an OpenID
+#: provider): no hash starts with it, so no password ever matches.
+UNUSABLE_PASSWORD = "!"  # noqa: S105 (a marker, not a password)
 
 
 class AccountError(ValueError):
@@ -85,7 +90,7 @@ def authenticate(db: Session, username: str, password: str) -> User | None:
     """The user if the password is right; equal work whether or not the username exists."""
     user = find_user(db, username) if USERNAME_PATTERN.fullmatch(username) else None
     hasher = passwords()
-    if user is None:
+    if user is None or not has_usable_password(user):
         hasher.waste_time(password)
         return None
     if not hasher.verify(user.password_hash, password):
@@ -128,3 +133,62 @@ def delete_user(db: Session, user: User) -> None:
     db.execute(delete(RememberToken).where(RememberToken.user_id == user.id))
     db.delete(user)
     db.commit()
+
+
+def has_usable_password(user: User) -> bool:
+    return not user.password_hash.startswith(UNUSABLE_PASSWORD)
+
+
+def _username_base(claims: dict[str, Any]) -> str:
+    """The first of preferred_username, the email's local part and the name that leaves
+    something once reduced to the characters usernames allow; else "user"."""
+    email = claims.get("email")
+    candidates = (
+        claims.get("preferred_username"),
+        email.split("@")[0] if isinstance(email, str) else None,
+        claims.get("name"),
+    )
+    for candidate in candidates:
+        if isinstance(candidate, str):
+            base = re.sub(r"[^A-Za-z0-9._-]+", "", candidate.strip().replace(" ", ".")).strip(".-")
+            if base:
+                return base[: USERNAME_MAX - 8]
+    return "user"
+
+
+def _free_username(db: Session, base: str) -> str:
+    """`base`, or `base-2`, `base-3`... whichever no account has yet."""
+    for number in range(1, 100):
+        username = base if number == 1 else f"{base}-{number}"
+        if find_user(db, username) is None:
+            return username
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+def create_user_from_claims(db: Session, claims: dict[str, Any]) -> User:
+    """A new account for someone an OpenID provider signed in: a unique username derived from
+    the claims, their name, the email only when the provider says it verified it, and no
+    password. Never an existing account, whatever the email: linking is the user's act."""
+    base = _username_base(claims)
+    raw_name, raw_email = claims.get("name"), claims.get("email")
+    name = "".join(c for c in raw_name if c.isprintable()) if isinstance(raw_name, str) else ""
+    name = name.strip()
+    email = raw_email.strip() if isinstance(raw_email, str) else None
+    if claims.get("email_verified") is not True or email is None or email_error(email):
+        email = None
+    for _ in range(3):  # another request may take the same name between the check and insert
+        username = _free_username(db, base)
+        user = User(
+            username=username,
+            username_key=username.lower(),
+            name=name[:NAME_MAX] or username,
+            email=email,
+            password_hash=UNUSABLE_PASSWORD + secrets.token_hex(16),
+        )
+        db.add(user)
+        try:
+            db.commit()
+            return user
+        except IntegrityError:
+            db.rollback()
+    raise AccountError("Could not choose a username: try again.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import Flask, Response, current_app, redirect, request
 from flask.typing import ResponseReturnValue
@@ -91,6 +91,8 @@ def _relative_redirect(routing: RequestRedirect) -> ResponseReturnValue:
     the request's Host and its raw query into an absolute Location (a raw newline in the
     query made it a 500): the same target as a path on this site, the query percent-encoded."""
     path = urlsplit(routing.new_url).path
+    if any(ord(c) < 32 or ord(c) == 127 for c in unquote(path)):  # a browser would drop them
+        return error_response(404, "There is no page at this address.")
     query = quote(request.query_string, safe=QUERY_SAFE)
     return redirect(f"{path}?{query}" if query else path, routing.code)
 

@@ -129,7 +129,6 @@ def test_revoke_others_with_a_wrong_password_changes_nothing(client, auth, user,
     assert second.get("/session").json != {}
 
 
-
 def test_v3_3_4_revoked_request_in_flight_cannot_write_the_session_back(app, client, auth, user):
     """A request that loaded the session before revocation must not store it afterwards."""
     from flask import session
@@ -381,7 +380,7 @@ def test_sessions_page_lists_this_device_first_with_names_that_say_which(app, us
     AuthActions(client).login()
     html = client.get("/account/sessions").get_data(as_text=True)
     assert html.index("This device") < html.index("Firefox 130 on Windows")
-    assert "End<span class=\"visually-hidden\"> the Firefox 130 on Windows session" in html
+    assert 'End<span class="visually-hidden"> the Firefox 130 on Windows session' in html
     assert "Sign out everywhere else" in html
 
 

@@ -102,7 +102,9 @@ def sessions_page(
     return html, status
 
 
-def refuse_unless_confirmed(form: PasswordConfirmForm, render: Render) -> ResponseReturnValue | None:
+def refuse_unless_confirmed(
+    form: PasswordConfirmForm, render: Render
+) -> ResponseReturnValue | None:
     """Ending sessions needs the password, or a recent one: a session within FRESH_TIMEOUT of
     its sign-in or of a confirmation on this page (one confirmation, then every row's button
     works without a password box). A password that is sent is checked all the same."""

@@ -269,7 +269,7 @@
   var focusInWidget = false;
   document.addEventListener("htmx:beforeSwap", function (event) {
     var element = widget();
-    focusInWidget = isWidgetRequest(event.detail) && element !== null &&
+    focusInWidget = element !== null && event.detail.target === element &&
       element.contains(document.activeElement);
   });
   document.addEventListener("htmx:afterSettle", function (event) {
@@ -282,9 +282,12 @@
         (field || main).focus({preventScroll: !field});
       }
     } else if (focusInWidget && (!active || active === document.body)) {
-      var control = widget() && widget().querySelector("summary, button, a");
-      if (control && control.offsetParent !== null) {
-        control.focus();
+      var controls = widget() ? widget().querySelectorAll("summary, button, a") : [];
+      for (var i = 0; i < controls.length; i++) {
+        if (controls[i].getClientRects().length > 0) { // the first one shown
+          controls[i].focus();
+          break;
+        }
       }
     }
     focusInWidget = false;

@@ -98,14 +98,13 @@
     new Intl.RelativeTimeFormat(document.documentElement.lang || "en", {numeric: "auto"}) : null;
   var UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
 
-  function relativeText(seconds, style) { // seconds: from now, negative for the past
+  function relativeText(seconds) { // seconds: from now, negative for the past
     if (Math.abs(seconds) < 45) {
-      return style === "active" ? "Active now" : seconds < 0 ? "just now" : "in a moment";
+      return seconds < 0 ? "just now" : "in a moment";
     }
     for (var i = 0; i < UNITS.length; i++) {
       if (Math.abs(seconds) >= UNITS[i][1] || i === UNITS.length - 1) {
-        var text = relative.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
-        return style === "active" ? "Active " + text : text;
+        return relative.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
       }
     }
     return "";
@@ -126,7 +125,7 @@
       var when = new Date(times[i].getAttribute("datetime"));
       if (!isNaN(when)) {
         var exact = when.toLocaleString([], {dateStyle: "medium", timeStyle: "short"});
-        times[i].textContent = relativeText((when - now) / 1000, times[i].getAttribute("data-relative"));
+        times[i].textContent = relativeText((when - now) / 1000);
         times[i].setAttribute("title", exact);
         times[i].setAttribute("data-exact", exact);
       }

@@ -335,3 +335,16 @@ def test_boosted_navigation_moves_focus_to_the_new_page(
     skip = page.get_by_role("link", name="Skip to content")
     expect(skip).to_be_focused()
     expect(skip).to_be_in_viewport()
+
+
+def test_axe_check_is_not_blind(
+    live_server: LiveServer, look_context: Callable[[int], BrowserContext]
+) -> None:
+    """The "no violations" above would prove nothing if axe did not run: a button without a
+    name (a critical violation) must be reported."""
+    page = look_context(1280).new_page()
+    page.goto(live_server.url("/"))
+    wait_settled(page, "unauthenticated")
+    page.evaluate("document.querySelector('main').append(document.createElement('button'))")
+    violations = page.evaluate(RUN_AXE)
+    assert any(v.startswith("button-name (critical)") for v in violations), violations

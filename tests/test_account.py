@@ -29,7 +29,9 @@ def session_refs(client) -> list[str]:
 
 def this_device_ref(client) -> str:
     html = client.get("/account/sessions").get_data(as_text=True)
-    row = re.search(r'<tr class="this-device">.*?/account/sessions/([\w-]+)/revoke', html, re.S)
+    row = re.search(
+        r'<li class="device this-device">.*?/account/sessions/([\w-]+)/revoke', html, re.S
+    )
     assert row
     return row.group(1)
 
@@ -85,7 +87,7 @@ def test_v3_3_4_ending_this_device_signs_out(client, auth, user):
     response = post(
         client, f"/account/sessions/{this_device_ref(client)}/revoke", password=PASSWORD
     )
-    assert response.headers["Location"] == "/login"
+    assert response.headers["Location"] == "/login?reason=signed-out"
     assert client.get("/session").json == {}
 
 
@@ -119,9 +121,10 @@ def test_v3_3_4_sign_out_everywhere_else(app, client, auth, user, second):
     assert len(session_refs(client)) == 1
 
 
-def test_revoke_others_with_a_wrong_password_changes_nothing(client, auth, user, second):
+def test_revoke_others_with_a_wrong_password_changes_nothing(client, auth, user, second, clock):
     auth.login()
     assert post(client, "/account/sessions/revoke-others", password="nope nope").status_code == 401
+    clock.advance(601)  # past FRESH_TIMEOUT: no password is no confirmation
     assert post(client, "/account/sessions/revoke-others").status_code == 400
     assert second.get("/session").json != {}
 
@@ -361,3 +364,57 @@ def test_cli_set_password_ends_every_session(runner, client, auth, user, second)
     )
     assert result.exit_code == 0
     assert client.get("/session").json == {} and second.get("/session").json == {}
+
+
+# the sessions page: one confirmation, rows, words ----------------------------------------------
+
+
+def test_sessions_page_lists_this_device_first_with_names_that_say_which(app, user, clock):
+    firefox = app.test_client()
+    firefox.environ_base["HTTP_USER_AGENT"] = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:130.0) Gecko/20100101 Firefox/130.0"
+    )
+    AuthActions(firefox).login()
+    clock.advance(5)
+    client = app.test_client()
+    AuthActions(client).login()
+    html = client.get("/account/sessions").get_data(as_text=True)
+    assert html.index("This device") < html.index("Firefox 130 on Windows")
+    assert 'End<span class="visually-hidden"> the Firefox 130 on Windows session' in html
+    assert "Sign out everywhere else" in html
+
+
+def test_sign_out_everywhere_else_only_with_other_sessions(client, auth, user):
+    auth.login()
+    assert "Sign out everywhere else" not in client.get("/account/sessions").get_data(as_text=True)
+
+
+def test_a_fresh_session_ends_others_without_a_password_box(client, auth, user, second):
+    auth.login()
+    html = client.get("/account/sessions").get_data(as_text=True)
+    assert 'type="password"' not in html
+    (other,) = [ref for ref in session_refs(client) if ref != this_device_ref(client)]
+    response = post(client, f"/account/sessions/{other}/revoke")
+    assert (response.status_code, response.headers["Location"]) == (303, "/account/sessions")
+    assert second.get("/session").json == {}
+
+
+def test_one_confirmation_opens_the_fresh_window(client, auth, user, second, clock):
+    auth.login()
+    clock.advance(601)  # past FRESH_TIMEOUT
+    html = client.get("/account/sessions").get_data(as_text=True)
+    assert html.count('type="password"') == 2  # the confirmation, and "everywhere else"
+    assert html.count('autocomplete="username"') == 2
+    (other,) = [ref for ref in session_refs(client) if ref != this_device_ref(client)]
+    refused = post(client, f"/account/sessions/{other}/revoke")
+    assert refused.status_code == 400
+    page = refused.get_data(as_text=True)
+    # The error sits at the row it concerns.
+    assert re.search(rf'id="error-{other}">Enter your password', page)
+    wrong = post(client, "/account/sessions/confirm", password="not the password")
+    assert wrong.status_code == 401
+    assert 'id="error-confirm">That password is not right.' in wrong.get_data(as_text=True)
+    assert post(client, "/account/sessions/confirm", password=PASSWORD).status_code == 303
+    assert 'type="password"' not in client.get("/account/sessions").get_data(as_text=True)
+    assert post(client, f"/account/sessions/{other}/revoke").status_code == 303
+    assert second.get("/session").json == {}

@@ -186,7 +186,7 @@ def test_v3_3_1_sign_out_kills_the_session_on_the_server(app, client, auth, user
     assert len(store_files(app)) == 1
     response = auth.logout()
     assert response.status_code == 303
-    assert response.headers["Location"] == "/login"
+    assert response.headers["Location"] == "/login?reason=signed-out"
     assert any(
         c.startswith("session=;") and "Max-Age=0" in c
         for c in response.headers.getlist("Set-Cookie")
@@ -209,7 +209,29 @@ def test_anonymous_logout_redirects_to_login(client):
     assert client.get("/logout").headers["Location"] == "/login"
     token = csrf_token(client)
     response = client.post("/logout", data={"csrf_token": token})
-    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    assert (response.status_code, response.headers["Location"]) == (
+        303,
+        "/login?reason=signed-out",
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("reason=signed-out", "You are signed out."),
+        ("reason=expired", "Your session expired."),
+        ("reason=revoked", "ended from another device"),
+        ("reason=signout", "You signed out in another tab."),
+        ("next=%2Fprofile", "Sign in to see that page."),
+    ],
+)
+def test_sign_in_page_says_why_the_user_is_there(client, query, shown):
+    assert shown in client.get(f"/login?{query}").get_data(as_text=True)
+
+
+def test_sign_in_page_never_shows_a_reason_from_the_link(client):
+    html = client.get("/login?reason=%3Cb%3Ehacked%3C%2Fb%3E").get_data(as_text=True)
+    assert "hacked" not in html and 'class="notice"' not in html
 
 
 def test_signing_in_as_someone_else_switches_account(app, client, auth, user):

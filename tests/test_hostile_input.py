@@ -78,6 +78,7 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "account.sessions": (),
     "account.revoke": form_fields(PasswordConfirmForm),
     "account.revoke_others": form_fields(PasswordConfirmForm),
+    "account.confirm_sessions": form_fields(PasswordConfirmForm),
     "account.password": form_fields(ChangePasswordForm),
     "account.reauthenticate": form_fields(PasswordConfirmForm),
     "account.profile": form_fields(ProfileForm),

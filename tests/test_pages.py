@@ -102,3 +102,26 @@ def test_every_response_carries_the_security_headers(client):
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_every_page_has_a_skip_link_and_a_labelled_nav_marking_the_current_page(client):
+    html = client.get("/").get_data(as_text=True)
+    assert '<a class="skip-link" href="#main">Skip to content</a>' in html
+    assert '<main id="main"' in html
+    nav = re.search(r'<nav aria-label="Main".*?</nav>', html, re.S)
+    assert nav and re.search(r'href="/" aria-current="page">Home</a>', nav.group(0))
+    # The signed-in links are there for the widget to show, marked for app.css to hide.
+    assert 'class="nav-private"' in nav.group(0) and 'data-known="unauthenticated"' in nav.group(0)
+
+
+def test_times_show_labelled_utc_for_session_js_to_make_relative(client, auth, user):
+    auth.login()
+    html = client.get("/profile").get_data(as_text=True)
+    times = re.findall(
+        r'<time datetime="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)" data-relative tabindex="0">'
+        r"(\d{4}-\d\d-\d\d \d\d:\d\d) UTC</time>",
+        html,
+    )
+    assert len(times) == 2  # member since, session ends
+    for machine, shown in times:
+        assert machine.replace("T", " ")[:16] == shown

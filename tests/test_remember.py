@@ -53,7 +53,9 @@ def post(client: FlaskClient, path: str, **data: str):  # type: ignore[no-untype
 
 def this_device_ref(client: FlaskClient) -> str:
     html = client.get("/account/sessions").get_data(as_text=True)
-    row = re.search(r'<tr class="this-device">.*?/account/sessions/([\w-]+)/revoke', html, re.S)
+    row = re.search(
+        r'<li class="device this-device">.*?/account/sessions/([\w-]+)/revoke', html, re.S
+    )
     assert row
     return row.group(1)
 
@@ -202,7 +204,8 @@ def test_session_expiry_keeps_the_remembered_device(app, phone, clock):
 
 def test_sessions_page_marks_remembered_devices(app, laptop, phone):
     html = laptop.get("/account/sessions").get_data(as_text=True)
-    rows = re.findall(r"<tr.*?</tr>", html.split("<tbody>")[1].split("</tbody>")[0], re.S)
+    devices = html.split('<ul class="devices">')[1].split("</ul>")[0]
+    rows = re.findall(r"<li.*?</li>", devices, re.S)
     assert len(rows) == 2
     remembered = [row for row in rows if "Remembered" in row]
     assert len(remembered) == 1

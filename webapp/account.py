@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -47,7 +47,6 @@ def fresh_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
         target = url_for("account.reauthenticate", next=page)
         if is_htmx():
             return htmx_redirect(target)
-        flash("Please enter your password again to continue.")
         return redirect(target, 303 if request.method == "POST" else 302)
 
     return wrapper
@@ -78,19 +77,40 @@ def refuse_unconfirmed(form: FlaskForm, field: Field, render: Render) -> Respons
 # active sessions -------------------------------------------------------------------------
 
 
-def sessions_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
+def sessions_page(
+    form: Any = None, status: int = 200, error: str | None = None, *, failed: str | None = None
+) -> tuple[str, int]:
+    """The device list: this device first, then the most recently active. `failed` names the
+    session whose form failed, so that its error shows at its own row."""
     this_device = session_index.sid_hash(current_session().sid)
+    rows = sorted(
+        session_index.live_sessions_of(current_user.id),
+        key=lambda row: (row.sid_hash != this_device, -row.last_active_at.timestamp()),
+    )
     html = widget.render_protected_page(
         "account/sessions.html",
-        sessions=session_index.live_sessions_of(current_user.id),
+        sessions=rows,
         this_device=this_device,
         remembered=remember.remembered_series(current_user.id),
         history=throttle.recent(get_db(), current_user.id),
         describe=session_index.describe_device,
+        confirmed=session_policy.is_fresh(),
         form=form or PasswordConfirmForm(),
         error=error,
+        failed=failed,
     )
     return html, status
+
+
+def refuse_unless_confirmed(
+    form: PasswordConfirmForm, render: Render
+) -> ResponseReturnValue | None:
+    """Ending sessions needs the password, or a recent one: a session within FRESH_TIMEOUT of
+    its sign-in or of a confirmation on this page (one confirmation, then every row's button
+    works without a password box). A password that is sent is checked all the same."""
+    if session_policy.is_fresh() and not form.password.data:
+        return None
+    return refuse_unconfirmed(form, form.password, render)
 
 
 @bp.get("/sessions")
@@ -99,26 +119,41 @@ def sessions() -> ResponseReturnValue:
     return sessions_page()
 
 
+@bp.post("/sessions/confirm")
+@login_required
+def confirm_sessions() -> ResponseReturnValue:
+    """The sessions page's one password confirmation: it opens the fresh window
+    (policy.reauthenticated), during which the page's buttons need no password."""
+    form = PasswordConfirmForm()
+    refusal = refuse_unconfirmed(form, form.password, partial(sessions_page, failed="confirm"))
+    if refusal is not None:
+        return refusal
+    session_policy.reauthenticated(current_user)
+    minutes = round(current_app.config["FRESH_TIMEOUT"] / 60)
+    flash(f"Password confirmed. For the next {minutes} minutes you can end sessions directly.")
+    return redirect(url_for("account.sessions"), 303)
+
+
 @bp.post("/sessions/<ref>/revoke")
 @login_required
 def revoke(ref: str) -> ResponseReturnValue:
-    """End one of the user's sessions, after the password is entered again; a remembered
-    device is forgotten with it (its remember-me cookie no longer signs it back in)."""
+    """End one of the user's sessions (with the password, or within the fresh window); a
+    remembered device is forgotten with it (its remember-me cookie no longer signs it back in)."""
     # References are 16 hex digits (session_index): anything else names no session, and must
     # not reach the database (PostgreSQL refuses a NUL character with an error).
     row = get_db().get(UserSession, ref) if SESSION_REF.fullmatch(ref) else None
     if row is None or row.user_id != current_user.id:
         abort(404)
     form = PasswordConfirmForm()
-    refusal = refuse_unconfirmed(form, form.password, sessions_page)
+    refusal = refuse_unless_confirmed(form, partial(sessions_page, failed=ref))
     if refusal is not None:
         return refusal
     if row.sid_hash == session_index.sid_hash(current_session().sid):
         session_policy.end()  # ending this device's session is signing out
-        return redirect(url_for("auth.login"), 303)
+        return redirect(url_for("auth.login", reason="signed-out"), 303)
     session_index.revoke([row])
     events.record("session_revoked", user_id=current_user.id, revoked=ref)
-    flash("That session has been ended.")
+    flash(f"The {session_index.describe_device(row.user_agent or '')} session has been ended.")
     return redirect(url_for("account.sessions"), 303)
 
 
@@ -127,7 +162,7 @@ def revoke(ref: str) -> ResponseReturnValue:
 def revoke_others() -> ResponseReturnValue:
     """End every other session and remember-me token of the user."""
     form = PasswordConfirmForm()
-    refusal = refuse_unconfirmed(form, form.password, sessions_page)
+    refusal = refuse_unless_confirmed(form, partial(sessions_page, failed="others"))
     if refusal is not None:
         return refusal
     ended = session_policy.end_other_sessions(current_user)

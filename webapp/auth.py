@@ -34,6 +34,14 @@ from .web.safe_redirect import next_or_default, safe_next
 bp = Blueprint("auth", __name__)
 
 LOGIN_FAILED = "Invalid username or password"
+#: Why someone is on the sign-in page (`?reason=`, set by sign-out and by static/js/session.js):
+#: a fixed list, so that no text from a link ever reaches the page.
+SIGN_IN_REASONS = {
+    "signed-out": "You are signed out.",
+    "expired": "Your session expired. Sign in again to continue.",
+    "revoked": "Your session was ended from another device. Sign in again to continue.",
+    "signout": "You signed out in another tab.",
+}
 
 
 @login_manager.user_loader
@@ -62,7 +70,8 @@ def login() -> ResponseReturnValue:
         if current_user.is_authenticated:
             return redirect(next_or_default(request.args.get("next")), 303)
         form.next.data = safe_next(request.args.get("next")) or ""
-        return render_template("auth/login.html", form=form)
+        reason = SIGN_IN_REASONS.get(request.args.get("reason", ""))
+        return render_template("auth/login.html", form=form, reason=reason)
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
     db, username = get_db(), form.username.data
@@ -98,7 +107,7 @@ def locked_out(wait: int) -> str:
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> ResponseReturnValue:
     if request.method == "POST":
-        target, provider_logout = url_for("auth.login"), None
+        target, provider_logout = url_for("auth.login", reason="signed-out"), None
         if current_user.is_authenticated:
             # A provider's session ends too when it offers that (RP-initiated logout).
             provider_logout = oidc_views.provider_logout_url()

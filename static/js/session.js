@@ -8,6 +8,10 @@
 // Each request carries the state the widget shows (X-Session-State), so an unchanged session
 // is answered 204 and nothing is swapped. When the widget goes from signed in to signed out it
 // says why: expired, signed out in another tab, or ended from another device.
+// It also shows times the same way everywhere (<time data-relative>: "5 minutes ago", the exact
+// local time on hover and focus; the expiry warning's live countdown), sends a page whose
+// session ended to the sign-in page with the reason (?reason=), and keeps focus sensible
+// after htmx swaps.
 // It also keeps the page's <meta name="csrf-token"> (what scripts POST with) current: hx-boost
 // swaps only the body, and each sign-in or sign-out, here or in another tab, changes the token.
 (function () {
@@ -21,6 +25,7 @@
     signout: "You signed out in another tab.",
     revoked: "This session was ended from another device."
   };
+  var LOGIN_PATH = "/login";
 
   var channel = "BroadcastChannel" in window ? new BroadcastChannel("webapp-session") : null;
   var shown = null; // {status, token} last shown in this tab
@@ -78,14 +83,60 @@
     }
   }
 
+  // Which of REASONS ended the session this tab showed (the sign-in page knows the same keys).
   function reasonForEnd() {
     if (hint && hint.cause === "signout" && Date.now() - hint.at < HINT_SECONDS * 1000) {
-      return REASONS.signout;
+      return "signout";
     }
     if (deadline !== null && Date.now() >= deadline - 1500) {
-      return REASONS.expired;
+      return "expired";
     }
-    return REASONS.revoked;
+    return "revoked";
+  }
+
+  var relative = window.Intl && Intl.RelativeTimeFormat ?
+    new Intl.RelativeTimeFormat(document.documentElement.lang || "en", {numeric: "auto"}) : null;
+  var UNITS = [["day", 86400], ["hour", 3600], ["minute", 60]];
+
+  function relativeText(seconds) { // seconds: from now, negative for the past
+    if (Math.abs(seconds) < 45) {
+      return seconds < 0 ? "just now" : "in a moment";
+    }
+    for (var i = 0; i < UNITS.length; i++) {
+      if (Math.abs(seconds) >= UNITS[i][1] || i === UNITS.length - 1) {
+        return relative.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+      }
+    }
+    return "";
+  }
+
+  function countdownText(seconds) {
+    var left = Math.max(0, Math.ceil(seconds));
+    var rest = left % 60;
+    return left === 0 ? "now" : "in " + Math.floor(left / 60) + ":" + (rest < 10 ? "0" : "") + rest;
+  }
+
+  // <time data-relative>: relative text, exact local time in title and data-exact (app.css
+  // shows it on hover and focus); [data-countdown]: the warning's "in 1:45".
+  function showTimes(root) {
+    var now = Date.now();
+    var times = (root || document).querySelectorAll("time[data-relative]");
+    for (var i = 0; i < times.length && relative; i++) {
+      var when = new Date(times[i].getAttribute("datetime"));
+      if (!isNaN(when)) {
+        var exact = when.toLocaleString([], {dateStyle: "medium", timeStyle: "short"});
+        times[i].textContent = relativeText((when - now) / 1000);
+        times[i].setAttribute("title", exact);
+        times[i].setAttribute("data-exact", exact);
+      }
+    }
+    var countdowns = (root || document).querySelectorAll("[data-countdown]");
+    for (var j = 0; j < countdowns.length; j++) {
+      var end = new Date(countdowns[j].getAttribute("data-countdown"));
+      if (!isNaN(end)) {
+        countdowns[j].textContent = countdownText((end - now) / 1000);
+      }
+    }
   }
 
   function showLocalTimes(element) {
@@ -145,7 +196,7 @@
     if (endedElsewhere) {
       var reason = element.querySelector(".session-reason");
       if (reason) {
-        reason.textContent = reasonForEnd();
+        reason.textContent = REASONS[reasonForEnd()];
       }
     }
     if (status === "unauthenticated") {
@@ -154,6 +205,7 @@
     var expiresIn = element.getAttribute("data-expires-in");
     deadline = expiresIn === null ? null : Date.now() + Number(expiresIn) * 1000;
     showLocalTimes(element);
+    showTimes(element);
     followCsrf(element, endedElsewhere);
     shown = {status: status, token: token};
     if (token && storage("get", STATE_KEY) !== token) {
@@ -193,6 +245,53 @@
     }
   }
 
+  // A page whose session ended is sent to the sign-in page (HX-Redirect): say why there, when
+  // this tab knew it was signed in. The server cannot tell; only a fixed key is added.
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    var xhr = event.detail.xhr;
+    var target = xhr && xhr.getResponseHeader("HX-Redirect");
+    if (event.defaultPrevented || !target || shown === null || shown.status !== "authenticated" ||
+        signingOut()) {
+      return;
+    }
+    var url = new URL(target, window.location.href);
+    if (url.origin === window.location.origin && url.pathname === LOGIN_PATH &&
+        !url.searchParams.has("reason")) {
+      event.preventDefault();
+      url.searchParams.set("reason", reasonForEnd());
+      window.location.assign(url.pathname + url.search);
+    }
+  });
+
+  // Focus after swaps: a new page (boosted link or form) starts at its <main> unless a field
+  // asks for focus; a widget swapped while focus was inside it gives focus to its new control.
+  var focusInWidget = false;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var element = widget();
+    focusInWidget = element !== null && event.detail.target === element &&
+      element.contains(document.activeElement);
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    showTimes(document);
+    var active = document.activeElement;
+    if (event.detail.boosted && !(active && active.hasAttribute("autofocus"))) {
+      var main = document.getElementById("main");
+      var field = main && main.querySelector("[autofocus]");
+      if (field || main) {
+        (field || main).focus({preventScroll: !field});
+      }
+    } else if (focusInWidget && (!active || active === document.body)) {
+      var controls = widget() ? widget().querySelectorAll("summary, button, a") : [];
+      for (var i = 0; i < controls.length; i++) {
+        if (controls[i].getClientRects().length > 0) { // the first one shown
+          controls[i].focus();
+          break;
+        }
+      }
+    }
+    focusInWidget = false;
+  });
+
   // A failed poll (server restarting, network) must not swap an error page into the widget.
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (isWidgetRequest(event.detail) && event.detail.xhr.status >= 400) {
@@ -229,6 +328,8 @@
       }
     });
     window.addEventListener("focus", refresh);
+    window.setInterval(function () { showTimes(document); }, 1000);
+    showTimes(document);
     window.addEventListener("online", refresh);
     if (channel) {
       channel.onmessage = function (event) {

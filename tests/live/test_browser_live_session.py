@@ -32,7 +32,14 @@ from playwright.sync_api import (
     Route,
     expect,
 )
-from test_browser_widget import QUICK_TIMEOUT, SIGNED_OUT_TEXT, STATUS, WIDGET, BrowserErrors
+from test_browser_widget import (
+    QUICK_TIMEOUT,
+    SIGNED_OUT_PAGE,
+    SIGNED_OUT_TEXT,
+    STATUS,
+    WIDGET,
+    BrowserErrors,
+)
 
 if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
     from conftest import LiveServer
@@ -231,16 +238,20 @@ def test_other_tab_follows_sign_in_and_sign_out_at_once(
 
     tab_b.route(live_server.url("/logout"), slow_sign_out)
     widget_b.get_by_role("button", name="Sign out").click()
-    expect(tab_b).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(tab_b).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
+    expect(tab_b.locator("main .notice")).to_have_text("You are signed out.")
     expect(widget_b).to_have_attribute(STATUS, "unauthenticated", timeout=QUICK_TIMEOUT)
     # This tab signed out itself: no reason to give.
     expect(widget_b.locator(REASON)).to_have_text("", timeout=QUICK_TIMEOUT)
 
     if a_waits.startswith("required-page"):
         # useSession({required: true}): the page is left for the sign-in form, which brings
-        # the person back to it.
-        expect(tab_a).to_have_url(live_server.url("/login?next=%2Fprofile"), timeout=2_000)
+        # the person back to it, and says why it is there.
+        expect(tab_a).to_have_url(
+            live_server.url("/login?next=%2Fprofile&reason=signout"), timeout=2_000
+        )
         expect(tab_a.get_by_role("heading", level=1)).to_have_text("Sign in")
+        expect(tab_a.locator("main .notice")).to_have_text(SIGNED_OUT_ELSEWHERE)
         expect(tab_a.locator("main form input[name=next]")).to_have_value("/profile")
     else:
         expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=2_000)
@@ -392,21 +403,22 @@ def test_session_ended_from_another_device_says_so(
     device_y = errors.watch(new_context()).new_page()
     sign_in(device_y, live_server, account)
     device_y.goto(live_server.url("/account/sessions"))
-    rows = device_y.locator("table.sessions tbody tr")
+    rows = device_y.locator("ul.devices > li")
     expect(rows).to_have_count(2, timeout=QUICK_TIMEOUT)
     expect(rows.filter(has_text="This device")).to_have_count(1)
     if how == "one-session":
         path = screenshots / "sessions-page.png"
         device_y.screenshot(path=path, full_page=True, animations="disabled", caret="initial")
         assert path.stat().st_size > 0
-        other = device_y.locator("table.sessions tbody tr:not(.this-device)")
-        other.get_by_label("Your password").fill(account.password)
-        other.get_by_role("button", name="End").click()
+        # Just signed in, so recently confirmed: one click, no password box per row, and a
+        # button whose name says which session it ends.
+        other = device_y.locator("ul.devices > li:not(.this-device)")
+        name = re.compile(r"^End the .+ session$")
+        other.get_by_role("button", name=name).click()
         expect(device_y.locator("main .flash")).to_contain_text(
-            "That session has been ended.", timeout=QUICK_TIMEOUT
+            "session has been ended.", timeout=QUICK_TIMEOUT
         )
     else:
-        device_y.locator("#password-others").fill(account.password)
         device_y.get_by_role("button", name="Sign out all other sessions").click()
         expect(device_y.locator("main .flash")).to_contain_text(
             "Signed out of 1 other session.", timeout=QUICK_TIMEOUT
@@ -441,7 +453,9 @@ def test_expiry_warning_and_stay_signed_in(
 
     warning = widget.locator(WARNING)
     expect(warning).to_be_visible(timeout=7_000)
-    expect(warning).to_contain_text("Your session ends at")
+    expect(warning).to_contain_text("Your session ends")
+    # A live countdown, "in 1:57" (the exact time stays for screen readers).
+    expect(warning.locator(".countdown")).to_have_text(re.compile(r"^in [12]:\d\d$"))
     header_shot(page, screenshots / "widget-warning.png")
     before = expires(page, live_server)
 

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WIDGET = "#session-widget"
 STATUS = "data-session-status"
 SIGNED_OUT_TEXT = "Please log in to see your profile."
+#: Where this tab's own sign-out leads: the sign-in page, saying "You are signed out".
+SIGNED_OUT_PAGE = "/login?reason=signed-out"
 #: Long enough for several polls (WEBAPP_POLL_SECONDS=1), short enough to fail fast.
 POLL_TIMEOUT = 5_000
 #: For what is on the page already or one request away.
@@ -192,7 +194,7 @@ def test_other_tab_follows_sign_in_and_sign_out_without_reload(
     shot(tab_a, "authenticated")
 
     widget_b.get_by_role("button", name="Sign out").click()
-    expect(tab_b).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(tab_b).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     expect(widget_b).to_contain_text(SIGNED_OUT_TEXT, timeout=QUICK_TIMEOUT)
 
     expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=POLL_TIMEOUT)
@@ -217,7 +219,7 @@ def test_sign_out_wins_over_a_poll_already_on_its_way(
     wait_until(page, lambda: len(held) == 1, "no poll was sent")
 
     page.locator(WIDGET).get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(page).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     # The boosted form replaced the page, not just the widget it sits in.
     expect(page.locator("header")).to_have_count(1)
     expect(page.locator("main")).to_have_count(1)
@@ -226,7 +228,7 @@ def test_sign_out_wins_over_a_poll_already_on_its_way(
         with contextlib.suppress(PlaywrightError):  # aborted by the page: nothing to answer
             route.continue_()
     page.wait_for_timeout(3 * live_server.poll_seconds * 1000)
-    expect(page).to_have_url(live_server.url("/login"))
+    expect(page).to_have_url(live_server.url(SIGNED_OUT_PAGE))
     expect(page.locator(WIDGET)).to_contain_text(SIGNED_OUT_TEXT)
     assert errors.seen == []
 
@@ -254,7 +256,7 @@ def test_meta_csrf_token_follows_a_boosted_sign_in_and_sign_out(
 
     signed_in = page.evaluate(META_TOKEN)
     page.locator(WIDGET).get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(page).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     assert page.evaluate("window.__marker") == 1, "the sign-out reloaded the page"
     assert page.evaluate(META_TOKEN) != signed_in
     assert page.evaluate(POST_WITH_META_TOKEN, "/logout") == 200
@@ -281,7 +283,7 @@ def test_meta_csrf_token_follows_a_session_changed_in_another_tab(
 
     signed_in = tab_a.evaluate(META_TOKEN)
     tab_b.locator(WIDGET).get_by_role("button", name="Sign out").click()
-    expect(tab_b).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(tab_b).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     expect(widget_a).to_have_attribute(STATUS, "unauthenticated", timeout=POLL_TIMEOUT)
     wait_for_new_meta_token(tab_a, signed_in, QUICK_TIMEOUT)
     assert tab_a.evaluate(POST_WITH_META_TOKEN, "/logout") == 200
@@ -313,7 +315,7 @@ def test_widget_and_forms_work_without_javascript(
     sign_out = widget.locator("noscript form[action='/logout'] button[type=submit]")
     expect(sign_out).to_have_text("Sign out", timeout=QUICK_TIMEOUT)
     sign_out.click()
-    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(page).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     expect(page.locator(WIDGET).locator("noscript .greeting")).to_have_text(
         SIGNED_OUT_TEXT, timeout=QUICK_TIMEOUT
     )

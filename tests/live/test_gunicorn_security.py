@@ -69,7 +69,7 @@ def test_v3_3_1_replayed_remember_cookie_is_dead_after_sign_out(live_server: Liv
 
     signed_out = leaving.request("/logout", data={"csrf_token": leaving.csrf("/logout")})
     assert signed_out.status == 303, signed_out.text
-    assert signed_out.location == ("/login", "")
+    assert signed_out.location == ("/login", "reason=signed-out")
     assert leaving.cookie(SESSION) is None
     assert leaving.cookie(REMEMBER) is None, "sign-out must delete the remember cookie"
     assert leaving.state() == {}

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
 
 pytestmark = pytest.mark.live
 
-THIS_DEVICE = re.compile(r'<tr class="this-device">(.*?)</tr>', re.S)
+THIS_DEVICE = re.compile(r'<li class="device this-device">(.*?)</li>', re.S)
 
 
 def this_device_row(client: Client) -> tuple[str, str]:

@@ -43,6 +43,22 @@ def iso_utc(timestamp: float) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{milliseconds:03d}Z"
 
 
+def utc_text(
+    moment: float | str | datetime, fmt: str = "%Y-%m-%d %H:%M", *, label: bool = True
+) -> str:
+    """What a page shows for a time before session.js makes it relative and local (and
+    without JavaScript): labelled UTC. Takes a timestamp, an ISO string or a datetime (naive
+    ones, as the database returns them, are UTC)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    elif not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = f"{moment.astimezone(UTC):{fmt}}"
+    return f"{text} UTC" if label else text
+
+
 def visible_state(
     data: Mapping[str, Any], user: dict[str, Any] | None, now: float, config: Mapping[str, Any]
 ) -> dict[str, Any]:

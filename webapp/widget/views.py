@@ -123,6 +123,7 @@ def render_protected_page(template: str, **context: Any) -> str:
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["session_widget"] = render_for_page
     app.jinja_env.filters["iso_utc"] = widget.iso_utc
+    app.jinja_env.filters["utc_text"] = widget.utc_text
     # On a host TRUSTED_HOSTS lists: Flask builds no URL for a request to any other.
     with app.test_request_context(base_url="http://" + app.config["TRUSTED_HOSTS"][0].lstrip(".")):
         app.extensions["webapp.widget_urls"] = {

@@ -64,7 +64,11 @@ ADDED_AFTER_INITIAL = {
     ("remember_tokens", "series"),
     ("remember_tokens", "replaced_at"),
     ("user_sessions", "remember_series"),
+    ("users", "email_key"),
+    ("users", "email_verified_at"),
 }
+#: Tables the revisions after 0001 added.
+TABLES_ADDED_AFTER_INITIAL = {"mail_tokens", "mail_requests", "known_devices"}
 
 
 def models_at_initial_revision() -> MetaData:
@@ -72,6 +76,8 @@ def models_at_initial_revision() -> MetaData:
     before it had migrations."""
     metadata = MetaData()
     for table in Base.metadata.sorted_tables:
+        if table.name in TABLES_ADDED_AFTER_INITIAL:
+            continue
         kept = [c for c in table.columns if (table.name, c.name) not in ADDED_AFTER_INITIAL]
         columns = [
             Column(
@@ -489,7 +495,7 @@ def test_revision_0002_forgets_remember_tokens_bound_to_no_session_and_goes_back
         )
 
     before, after = migrate.upgrade(engine)
-    assert (before.revisions, after.revisions) == (("0001",), ("0002",))
+    assert (before.revisions, after.revisions) == (("0001",), (HEAD,))
     assert differences(engine) == []
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM remember_tokens")).scalar() == 0

@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import Field
 
-from . import events, throttle, users
+from . import events, notices, throttle, users
 from .db import get_db
 from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
 from .models import UserSession
@@ -216,10 +216,15 @@ def profile() -> ResponseReturnValue:
         flash("Changing your email needs your password again; then submit the change again.")
         return redirect(url_for("account.reauthenticate", next=url_for("account.profile")), 303)
     try:
-        users.update_profile(get_db(), current_user, form.name.data, email)
+        users.update_profile(get_db(), current_user, form.name.data)
+        if email is None and current_user.email is not None:
+            users.set_email(get_db(), current_user, None, verified=False)
     except users.AccountError as error:
         return profile_page(form, 400, str(error))
     session_policy.cache_user(current_user)
     events.record("profile_changed", user_id=current_user.id, sid=current_session().sid)
+    if email is not None and email != current_user.email:
+        notices.send_verification(current_user, email)
+        flash(f"We sent a link to {email}: your address changes when you open it.")
     flash("Your profile has been updated.")
     return redirect(url_for("account.profile"), 303)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -58,6 +59,15 @@ ARGON2_MEMORY_COST = 65536
 ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
+#: Where mail goes: "file" (each message an .eml file in the instance folder's outbox/), or an
+#: SMTP server: smtp://HOST:PORT, smtp+starttls://USER:PASS@HOST:PORT, smtps://USER:PASS@HOST.
+MAIL_URL = "file"
+#: The sender address of every mail.
+MAIL_FROM = "webapp@localhost"
+#: The origin every link in a mail starts with (never the request's Host header).
+BASE_URL = "http://127.0.0.1:8000"
+#: Seconds a password-reset link lives.
+RESET_TIMEOUT = 1800
 
 #: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
 #: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
@@ -89,6 +99,10 @@ SETTINGS = (
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
+    "MAIL_URL",
+    "MAIL_FROM",
+    "BASE_URL",
+    "RESET_TIMEOUT",
 )
 #: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
 SERVER_SETTINGS = ("LOG_POLLS",)
@@ -104,6 +118,7 @@ POSITIVE = {
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
     "SIGNUP_LIMIT",
+    "RESET_TIMEOUT",
 }
 SESSION_BACKENDS = ("filesystem", "redis")
 #: What the whole-number settings count, for messages.
@@ -116,6 +131,7 @@ UNITS = {
     "POLL_SECONDS": "seconds",
     "ARGON2_MEMORY_COST": "KiB",
     "MAX_CONTENT_LENGTH": "bytes",
+    "RESET_TIMEOUT": "seconds",
 }
 #: `load()`'s mark for a setting given as a WEBAPP_* variable (else it names the file).
 ENVIRONMENT = "environment"
@@ -251,6 +267,37 @@ def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None
             f"(with {given('SESSION_BACKEND')}), got {config['REDIS_URL']!r}"
         )
     trusted_hosts(config["TRUSTED_HOSTS"])
+    _check_mail(config, label)
+
+
+#: The schemes WEBAPP_MAIL_URL accepts besides "file".
+MAIL_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+def _check_mail(config: Mapping[str, Any], label: Callable[[str], str]) -> None:
+    """MAIL_URL names a way to send, MAIL_FROM an address, BASE_URL an http(s) origin."""
+    url = str(config["MAIL_URL"])
+    if url != "file":
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if parts.scheme not in MAIL_SCHEMES or not parts.hostname:
+            raise ConfigError(
+                f"{label('MAIL_URL')} must be file, or smtp://HOST:PORT, "
+                "smtp+starttls://USER:PASS@HOST:PORT or smtps://USER:PASS@HOST:PORT"
+                f" (got a value starting {url[:12]!r})"
+            )
+    sender = str(config["MAIL_FROM"])
+    if "@" not in sender or any(c in sender for c in "\r\n"):
+        raise ConfigError(f"{label('MAIL_FROM')} must be an email address, got {sender!r}")
+    base = urlsplit(str(config["BASE_URL"]))
+    if base.scheme not in ("http", "https") or not base.netloc or base.path not in ("", "/"):
+        raise ConfigError(
+            f"{label('BASE_URL')} must be an origin such as https://example.com "
+            f"(scheme and host, no path), got {config['BASE_URL']!r}"
+        )
 
 
 #: What a host name or an IPv4 address is made of, as Werkzeug accepts it in a Host header.

@@ -47,6 +47,7 @@ from webapp.forms import (
     ProfileForm,
     SignupForm,
 )
+from webapp.recovery import ForgotForm, ResetForm
 from webapp.users import find_user
 
 # settings ------------------------------------------------------------------------------------
@@ -86,6 +87,10 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "widget.session_state": (),
     "widget.keepalive": ("next",),
     "widget.csrf_token": (),
+    "recovery.forgot": form_fields(ForgotForm),
+    "recovery.reset": form_fields(ResetForm),
+    "recovery.verify_email": (),
+    "recovery.not_me": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -213,6 +218,12 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
         st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
         st.sampled_from(("a\x00b", "x" * 5000, "%00", "../revoke-others", "😀")),
         st.text(max_size=20),
+    ),
+    # Mail links' tokens: their shape (43 URL-safe characters, none issued), and anything.
+    "token": st.one_of(
+        st.text(alphabet="ABCxyz019_-", min_size=43, max_size=43),
+        st.sampled_from(("a\x00b", "x" * 5000, "%00", "😀")),
+        st.text(max_size=50),
     ),
 }
 ARGUMENT = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
@@ -750,7 +761,7 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
     for route in methods:
         for signed_in in (False, True):
             identity = visitors.identity(signed_in)
-            values = {"filename": "css/app.css", "ref": visitors.live_ref()}
+            values = {"filename": "css/app.css", "ref": visitors.live_ref(), "token": "A" * 43}
             request = Hostile(
                 route,
                 signed_in,
@@ -1004,7 +1015,7 @@ def test_sign_in_refuses_impossible_values_with_a_message_before_hashing(app, us
     from webapp.models import SignInEvent
 
     for fields, message in [
-        ({"username": "a" * 65}, "Username must be at most 64 characters."),
+        ({"username": "a" * 255}, "Username must be at most 254 characters."),  # or email
         ({"username": "a\x00b"}, "Username must not contain control characters."),
         ({"username": "ali\nce"}, "Username must not contain control characters."),
         ({"password": "p" * 129}, "Password must be at most 128 characters."),

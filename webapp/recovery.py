@@ -20,6 +20,7 @@ from wtforms.validators import DataRequired, EqualTo, InputRequired
 
 from . import clock, events, mail, users
 from .db import get_db
+from .errors import error_response, wants_json
 from .forms import PASSWORD_LENGTH, _at_most, _printable
 from .mail_tokens import (
     NOTICE,
@@ -74,9 +75,15 @@ class ConfirmForm(FlaskForm):
     """Only the CSRF token: a link acts only when its page's button is pressed."""
 
 
-def dead_link(kind: str) -> tuple[str, int]:
-    """400: the link is used, expired or unknown; the page offers a new one."""
-    return render_template("auth/dead_link.html", kind=kind), 400
+DEAD_LINK = "This link has expired, was already used, or is not one we sent."
+
+
+def dead_link(kind: str) -> ResponseReturnValue:
+    """400: the link is used, expired or unknown; the page offers a new one (a script gets
+    the message as JSON)."""
+    if wants_json():
+        return error_response(400, DEAD_LINK)
+    return render_template("auth/dead_link.html", kind=kind, message=DEAD_LINK), 400
 
 
 # password reset -------------------------------------------------------------------------------

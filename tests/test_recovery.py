@@ -72,7 +72,7 @@ def without_csrf(html: str) -> str:
 # password reset -------------------------------------------------------------------------------
 
 
-def test_reset_end_to_end(app: Flask, inbox: Inbox, verified_user: User) -> None:
+def test_v2_5_reset_end_to_end(app: Flask, inbox: Inbox, verified_user: User) -> None:
     """Request, mail, link, new password; old sessions and remembered devices dead, the old
     link dead, a second use refused, the user told by mail."""
     old_device = browser(app)
@@ -109,7 +109,7 @@ def test_reset_end_to_end(app: Flask, inbox: Inbox, verified_user: User) -> None
     assert link_in(changed) == f"{BASE_URL}/password/forgot"
 
 
-def test_forgot_answers_the_same_whether_or_not_the_address_has_an_account(
+def test_v2_5_forgot_answers_the_same_whether_or_not_the_address_has_an_account(
     app: Flask, inbox: Inbox, verified_user: User
 ) -> None:
     known = forgot(browser(app), "alice@example.com")
@@ -222,7 +222,7 @@ def test_an_unverified_email_does_not_sign_in(app: Flask, inbox: Inbox) -> None:
     assert AuthActions(browser(app)).login(username="carol@example.com").status_code == 401
 
 
-def test_email_change_takes_effect_when_confirmed_and_tells_the_old_address(
+def test_v2_5_5_email_change_takes_effect_when_confirmed_and_tells_the_old_address(
     app: Flask, inbox: Inbox, verified_user: User
 ) -> None:
     client = browser(app)
@@ -315,3 +315,15 @@ def test_no_notice_goes_to_an_unverified_address(app: Flask, inbox: Inbox, user:
     AuthActions(browser(app, CHROME)).login()
     mail.settle(app)
     assert inbox.messages == [] and mail.outbox(app).pending_names() == []
+
+
+def test_v2_5_5_a_password_changed_on_the_account_page_is_told_by_mail(
+    app: Flask, inbox: Inbox, verified_user: User
+) -> None:
+    client = browser(app)
+    AuthActions(client).login()
+    data = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    assert post(client, "/account/password", **data).status_code == 303
+    (told,) = inbox.wait(1)
+    assert (told["To"], told["Subject"]) == ("alice@example.com", "Your password was changed")
+    assert link_in(told) == f"{BASE_URL}/password/forgot"

@@ -163,6 +163,7 @@ def password() -> ResponseReturnValue:
     session_policy.end_other_sessions(current_user)
     session_policy.rotate()
     events.record("password_changed", user_id=current_user.id, sid=current_session().sid)
+    notices.password_changed(current_user, "on its account page; other sessions were ended")
     flash("Your password has been changed and your other sessions have been signed out.")
     return redirect(url_for("account.sessions"), 303)
 
@@ -205,7 +206,8 @@ def profile_page(form: Any = None, status: int = 200, error: str | None = None) 
 @login_required
 def profile() -> ResponseReturnValue:
     """Change name and email; every open tab's widget follows. A new email needs a fresh
-    sign-in (it is where the account's mail goes)."""
+    sign-in (it is where the account's mail goes) and takes effect once confirmed from the
+    link mailed to it."""
     form = ProfileForm(obj=current_user if request.method == "GET" else None)
     if request.method == "GET":
         return profile_page(form)

@@ -1,5 +1,6 @@
-"""The mails an account's own changes send: the verification link of a new address, and the
-"was this you?" notice of a sign-in from a device the account has not used before."""
+"""The mails an account's own changes send: the verification link of a new address, "your
+password was changed", and the "was this you?" notice of a sign-in from a device the account
+has not used before."""
 
 from __future__ import annotations
 
@@ -17,6 +18,23 @@ from .models import KnownDevice, User, UserSession
 from .sessions import index as session_index
 
 VERIFY_TIMEOUT = timedelta(days=2)
+
+
+def password_changed(user: User, how: str) -> None:
+    """Tell the user (if they have an address) that their password changed, and `how`."""
+    if not user.email:
+        return
+    mail.send(
+        mail.compose(
+            user.email,
+            "Your password was changed",
+            [
+                f"The password of {user.username} was just changed {how}.",
+                "If this was not you, reset your password at once:",
+            ],
+            mail.link("recovery.forgot"),
+        )
+    )
 
 
 def send_verification(user: User, email: str) -> None:

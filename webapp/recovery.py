@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired
 
-from . import clock, events, mail, users
+from . import clock, events, mail, notices, users
 from .db import get_db
 from .errors import error_response, wants_json
 from .forms import PASSWORD_LENGTH, _at_most, _printable
@@ -189,19 +189,7 @@ def reset(token: str) -> ResponseReturnValue:
     retire(db, user, RESET)
     ended = session_policy.end_all_sessions(user)
     events.record("password_reset", user_id=user.id, sessions_ended=ended)
-    if user.email:
-        mail.send(
-            mail.compose(
-                user.email,
-                "Your password was changed",
-                [
-                    f"The password of {user.username} was just changed through a reset link, "
-                    "and every session was signed out.",
-                    "If this was not you, reset your password again at once:",
-                ],
-                mail.link("recovery.forgot"),
-            )
-        )
+    notices.password_changed(user, "through a reset link, and every session was signed out")
     flash("Your password has been changed. Sign in with your new password.")
     return redirect(url_for("auth.login"), 303)
 

@@ -327,3 +327,15 @@ def test_v2_5_5_a_password_changed_on_the_account_page_is_told_by_mail(
     (told,) = inbox.wait(1)
     assert (told["To"], told["Subject"]) == ("alice@example.com", "Your password was changed")
     assert link_in(told) == f"{BASE_URL}/password/forgot"
+
+
+def test_expired_links_are_deleted_when_new_ones_are_issued(
+    app: Flask, inbox: Inbox, verified_user: User, clock
+) -> None:  # type: ignore[no-untyped-def]
+    forgot(browser(app), "alice@example.com")
+    inbox.wait(1)
+    clock.advance(app.config["RESET_TIMEOUT"] + 1)
+    forgot(browser(app), "alice@example.com")
+    inbox.wait(2)
+    with app.app_context():
+        assert get_db().query(MailToken).count() == 1

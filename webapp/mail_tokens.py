@@ -9,7 +9,7 @@ import re
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import clock
@@ -41,6 +41,7 @@ def issue(
     """A new single-use token for a mail link; only its digest is stored."""
     token = secrets.token_urlsafe(32)
     now = clock.utcnow()
+    db.execute(delete(MailToken).where(MailToken.expires_at < now))  # no table grows for ever
     db.add(
         MailToken(
             purpose=purpose,

@@ -199,6 +199,20 @@ def test_starttls_is_used_by_the_background_sender(
         assert received["Subject"] == "Over TLS"
 
 
+def test_smtps_speaks_tls_from_the_start(
+    app_config: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = throwaway_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = server_tls(cert, key)
+    with smtp_server(implicit_tls=tls, credentials=Credentials("u", "p")) as server:
+        app = create_app({**app_config, "MAIL_URL": f"smtps://u:p@127.0.0.1:{server.port}"})
+        result = app.test_cli_runner().invoke(args=["mail", "test", "ops@example.com"])
+        assert result.exit_code == 0, result.output
+        (received,) = server.inbox.wait(1)
+        assert received["To"] == "ops@example.com"
+
+
 def test_mail_test_command_reports_a_server_that_is_down(app_config: dict[str, object]) -> None:
     app = create_app({**app_config, "MAIL_URL": f"smtp://127.0.0.1:{free_port()}"})
     result = app.test_cli_runner().invoke(args=["mail", "test", "ops@example.com"])

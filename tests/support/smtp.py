@@ -91,16 +91,21 @@ def smtp_server(
     port: int | None = None,
     tls: ssl.SSLContext | None = None,
     credentials: Credentials | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
 ) -> Iterator[SmtpServer]:
     """An SMTP server on 127.0.0.1 (`port`, or a free one) until the block ends; with `tls`
-    it requires STARTTLS, with `credentials` a login (over TLS)."""
+    it requires STARTTLS, with `implicit_tls` it speaks TLS from the start (smtps), with
+    `credentials` it requires a login (over TLS)."""
     inbox = Inbox()
     port = port or free_port()
     options: dict[str, Any] = {}
     if tls is not None:
         options.update(tls_context=tls, require_starttls=True)
+    if implicit_tls is not None:
+        options.update(ssl_context=implicit_tls)
     if credentials is not None:
-        options.update(authenticator=credentials, auth_require_tls=True)
+        # aiosmtpd does not count implicit TLS as TLS for AUTH: the connection is TLS anyway.
+        options.update(authenticator=credentials, auth_require_tls=implicit_tls is None)
     controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:

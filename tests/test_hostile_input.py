@@ -47,6 +47,7 @@ from webapp.forms import (
     ProfileForm,
     SignupForm,
 )
+from webapp.recovery import ForgotForm, ResetForm
 from webapp.signin.security import CodeForm, PasskeyNameForm
 from webapp.signin.verify import VerifyForm
 from webapp.users import find_user
@@ -115,6 +116,10 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "oidc.account_providers": (),
     "oidc.link": (),
     "oidc.unlink": (),
+    "recovery.forgot": form_fields(ForgotForm),
+    "recovery.reset": form_fields(ResetForm),
+    "recovery.verify_email": (),
+    "recovery.not_me": (),
 }
 
 # values ----------------------------------------------------------------------------------------
@@ -254,6 +259,12 @@ PATH_ARGS: dict[str, st.SearchStrategy[str]] = {
     "name": st.one_of(  # an OpenID provider's name
         st.sampled_from(("test", "a\x00b", "x" * 3000, "..", "😀")),
         st.text(max_size=20),
+    ),
+    # Mail links' tokens: their shape (43 URL-safe characters, none issued), and anything.
+    "token": st.one_of(
+        st.text(alphabet="ABCxyz019_-", min_size=43, max_size=43),
+        st.sampled_from(("a\x00b", "x" * 5000, "%00", "😀")),
+        st.text(max_size=50),
     ),
 }
 ARGUMENT = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
@@ -797,6 +808,7 @@ def test_every_route_and_method_with_fixed_hostile_requests(app: Flask, visitors
                 "passkey_id": "1",
                 "sku": "tea",
                 "name": "test",
+                "token": "A" * 43,
             }
             request = Hostile(
                 route,
@@ -1051,7 +1063,7 @@ def test_sign_in_refuses_impossible_values_with_a_message_before_hashing(app, us
     from webapp.models import SignInEvent
 
     for fields, message in [
-        ({"username": "a" * 65}, "Username must be at most 64 characters."),
+        ({"username": "a" * 255}, "Username must be at most 254 characters."),  # or email
         ({"username": "a\x00b"}, "Username must not contain control characters."),
         ({"username": "ali\nce"}, "Username must not contain control characters."),
         ({"password": "p" * 129}, "Password must be at most 128 characters."),

@@ -67,6 +67,8 @@ ADDED_AFTER_INITIAL = {
     ("user_sessions", "method"),
     ("user_sessions", "oidc_provider"),
     ("user_sessions", "oidc_sid"),
+    ("users", "email_key"),
+    ("users", "email_verified_at"),
 }
 #: Tables the revisions after 0001 added.
 TABLES_ADDED_AFTER_INITIAL = {
@@ -77,6 +79,8 @@ TABLES_ADDED_AFTER_INITIAL = {
     "oidc_identities",
     "oidc_logout_tokens",
 }
+#: Tables the revisions after 0001 added.
+TABLES_ADDED_AFTER_INITIAL = {"mail_tokens", "mail_requests", "known_devices"}
 
 
 def models_at_initial_revision() -> MetaData:

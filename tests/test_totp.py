@@ -197,3 +197,21 @@ def test_operator_turns_the_app_off_and_ends_the_sessions(app, client, auth, use
 def test_set_up_needs_a_signed_in_user(client, path):
     response = client.post(path, data={"csrf_token": csrf_token(client, "/login")})
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_v2_5_5_turning_the_app_on_and_off_is_told_by_mail(app, client, auth, user, clock):
+    """ASVS 2.5.5 / 2.8.5: each change of a factor mails the account's address (the outbox)."""
+    from pathlib import Path
+
+    from webapp import mail
+
+    secret, _ = turn_on(client, auth, clock)
+    auth.login()
+    verify(client, code=code_at(secret, clock))
+    assert post(client, "/account/totp/disable").status_code == 303
+    mail.settle(app)
+    bodies = [p.read_text() for p in (Path(app.instance_path) / "outbox").glob("*.eml")]
+    told = [b for b in bodies if "A change to how you sign in" in b]
+    assert any("an authenticator app was turned on" in b for b in told), bodies
+    assert any("the authenticator app was turned off" in b for b in told), bodies
+    assert all("alice@example.com" in b for b in told)

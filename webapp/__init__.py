@@ -56,7 +56,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = load_or_create_secret_key(app.instance_path)
     _configure_flask(app)
 
-    from . import cli, db, errors, passwords
+    from . import cli, db, errors, mail, passwords
     from .extensions import csrf, login_manager
     from .sessions import backend as session_backend
     from .sessions import policy as session_policy
@@ -65,6 +65,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .widget import views as widget
 
     db.init_app(app)
+    mail.init_app(app)
     passwords.init_app(app)
     session_backend.init_app(app)
     session_policy.init_app(app)
@@ -76,7 +77,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     static_files.init_app(app)
     cli.init_app(app)
 
-    from . import account, auth, basket, oidc_views, pages, preferences
+    from . import account, auth, basket, oidc_views, pages, preferences, recovery
     from .signin import passkey_views, security, verify
 
     app.register_blueprint(auth.bp)
@@ -88,6 +89,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(preferences.bp)
     app.register_blueprint(basket.bp)
     app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(recovery.bp)
     app.register_blueprint(widget.bp)
     widget.init_app(app)  # after the blueprints: it resolves their URLs once
     fast_path.init_app(app)

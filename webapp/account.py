@@ -13,7 +13,7 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import Field
 
-from . import events, throttle, users
+from . import events, notices, throttle, users
 from .db import get_db
 from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
 from .models import UserSession
@@ -198,6 +198,7 @@ def password() -> ResponseReturnValue:
     session_policy.end_other_sessions(current_user)
     session_policy.rotate()
     events.record("password_changed", user_id=current_user.id, sid=current_session().sid)
+    notices.password_changed(current_user, "on its account page; other sessions were ended")
     flash("Your password has been changed and your other sessions have been signed out.")
     return redirect(url_for("account.sessions"), 303)
 
@@ -240,7 +241,8 @@ def profile_page(form: Any = None, status: int = 200, error: str | None = None) 
 @login_required
 def profile() -> ResponseReturnValue:
     """Change name and email; every open tab's widget follows. A new email needs a fresh
-    sign-in (it is where the account's mail goes)."""
+    sign-in (it is where the account's mail goes) and takes effect once confirmed from the
+    link mailed to it."""
     form = ProfileForm(obj=current_user if request.method == "GET" else None)
     if request.method == "GET":
         return profile_page(form)
@@ -251,10 +253,15 @@ def profile() -> ResponseReturnValue:
         flash("Changing your email needs your password again; then submit the change again.")
         return redirect(url_for("account.reauthenticate", next=url_for("account.profile")), 303)
     try:
-        users.update_profile(get_db(), current_user, form.name.data, email)
+        users.update_profile(get_db(), current_user, form.name.data)
+        if email is None and current_user.email is not None:
+            users.set_email(get_db(), current_user, None, verified=False)
     except users.AccountError as error:
         return profile_page(form, 400, str(error))
     session_policy.cache_user(current_user)
     events.record("profile_changed", user_id=current_user.id, sid=current_session().sid)
+    if email is not None and email != current_user.email:
+        notices.send_verification(current_user, email)
+        flash(f"We sent a link to {email}: your address changes when you open it.")
     flash("Your profile has been updated.")
     return redirect(url_for("account.profile"), 303)

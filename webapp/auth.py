@@ -74,14 +74,18 @@ def login() -> ResponseReturnValue:
         return render_template("auth/login.html", form=form, reason=reason)
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form), 400
-    db, username = get_db(), form.username.data
+    db, typed = get_db(), form.username.data
+    # Attempts count under the account's username whether it was typed or its verified email
+    # (else alternating the two would double the tries); unknown names count as typed.
+    named = users.find_login(db, typed)
+    username = named.username if named is not None else typed
     wait = throttle.reserve_sign_in(db, username)
     if wait:
         html = render_template("auth/login.html", form=form, error=locked_out(wait))
         return html, 429, {"Retry-After": str(wait)}
-    user = users.authenticate(db, username, form.password.data)
+    user = users.authenticate(db, typed, form.password.data)
     if user is None:
-        failed_attempt(username, "password")
+        failed_attempt(username, "password", named)
         return render_template("auth/login.html", form=form, error=LOGIN_FAILED), 401
     if totp.is_enabled(db, user):  # the password was right; the authenticator app comes next
         return second_factor.begin(user, form.remember.data, safe_next(form.next.data))
@@ -89,10 +93,10 @@ def login() -> ResponseReturnValue:
     return redirect(next_or_default(form.next.data), 303)
 
 
-def failed_attempt(username: str, method: str) -> None:
-    """Count a wrong password for `username` (existing or not) and log it."""
+def failed_attempt(username: str, method: str, user: User | None) -> None:
+    """Count a wrong password for `username` (existing or not: `user` when it exists) and
+    log it."""
     db = get_db()
-    user = users.find_user(db, username) if users.username_error(username) is None else None
     throttle.record(db, username, "failure", method, user)
     events.record("sign_in_failed", user_id=user.id if user else None, method=method)
 

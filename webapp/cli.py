@@ -1,7 +1,9 @@
-"""Command line: `flask --app webapp users | sessions | db ...`."""
+"""Command line: `flask --app webapp users | sessions | db | mail ...`."""
 
 from __future__ import annotations
 
+import os
+import smtplib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import events, passwords, schema, users
+from . import events, mail, notices, passwords, schema, users
 from .db import engine_of, get_db
 from .models import User, UserSession
 from .sessions import index as session_index
@@ -123,22 +125,91 @@ def create_user(username: str, name: str | None, email: str | None, password_std
             raise users.AccountError(error)
         if users.find_user(get_db(), username) is not None:
             raise users.AccountError(f"The username {username!r} is taken.")
-        user = users.create_user(get_db(), username, read_password(password_stdin), name, email)
+        password = read_password(password_stdin)
+        # An address an operator gives is taken as verified.
+        user = users.create_user(get_db(), username, password, name, email, email_verified=True)
     click.echo(f"Created user {user.username!r}.")
 
 
 @users_cli.command("list")
-def list_users() -> None:
-    """List users."""
+@click.option("--verified", "only", flag_value="verified", help="Only verified emails.")
+@click.option("--unverified", "only", flag_value="unverified", help="Only unverified emails.")
+def list_users(only: str | None) -> None:
+    """List users (VERIFIED: whether the email was confirmed)."""
+    query = select(User).order_by(User.username_key)
+    if only == "verified":
+        query = query.where(User.email_key.is_not(None))
+    elif only == "unverified":
+        query = query.where(User.email.is_not(None), User.email_key.is_(None))
     with clear_errors():
-        rows = get_db().scalars(select(User).order_by(User.username_key)).all()
+        rows = get_db().scalars(query).all()
     if not rows:
-        click.echo("No users yet.")
+        click.echo("No users yet." if only is None else f"No users with an {only} email.")
         return
-    click.echo(f"{'USERNAME':<24} {'NAME':<24} {'EMAIL':<32} CREATED")
+    click.echo(f"{'USERNAME':<24} {'NAME':<24} {'EMAIL':<32} {'VERIFIED':<8} CREATED")
     for user in rows:
         created = user.created_at.strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{user.username:<24} {user.name:<24} {user.email or '-':<32} {created}")
+        verified = "-" if user.email is None else "yes" if user.email_verified else "no"
+        click.echo(
+            f"{user.username:<24} {user.name:<24} {user.email or '-':<32} {verified:<8} {created}"
+        )
+
+
+@users_cli.command("resend-verification")
+@click.argument("username", type=USERNAME)
+def resend_verification(username: str) -> None:
+    """Mail the user a new link to confirm their email address."""
+    with clear_errors():
+        user = existing_user(username)
+        if user.email is None:
+            raise click.ClickException(f"{username!r} has no email address")
+        if user.email_verified:
+            raise click.ClickException(f"{user.email} is already verified")
+        notices.send_verification(user, user.email)
+    _report_delivery()
+    click.echo(f"Sent a verification link to {user.email}.")
+
+
+mail_cli = AppGroup("mail", help="Check the mail settings.")
+
+
+@mail_cli.command("test")
+@click.argument("address", type=EMAIL)
+def test_mail(address: str) -> None:
+    """Send a test message to ADDRESS now and say what happened (exit status 1: not sent)."""
+    if users.email_error(address):
+        raise click.ClickException(f"not an email address: {address!r}")
+    message = mail.compose(
+        address,
+        "webapp mail test",
+        ["This is a test message from webapp. Links in mail start with:"],
+        current_app.config["BASE_URL"],
+    )
+    box = mail.outbox(current_app)
+    if box.server is None:
+        name = box.put(message)
+        click.echo(f"Written to {os.path.join(box.folder, name)} (WEBAPP_MAIL_URL=file).")
+        return
+    server = box.server
+    try:
+        server.deliver(message)
+    except (OSError, smtplib.SMTPException) as error:
+        raise click.ClickException(
+            f"not sent through {server.scheme}://{server.host}:{server.port}: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    click.echo(f"Sent to {address} through {server.scheme}://{server.host}:{server.port}.")
+
+
+def _report_delivery() -> None:
+    """SMTP: send what the command queued now (the process ends at once), or say it waits."""
+    box = mail.outbox(current_app)
+    if box.server is not None and box.deliver_pending():
+        click.echo(
+            "The mail server refused or did not answer: the message waits in the outbox "
+            f"({box.pending}) for the next try. {box.health()}",
+            err=True,
+        )
 
 
 @users_cli.command("delete")
@@ -324,3 +395,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(sessions_cli)
     app.cli.add_command(database_cli)
+    app.cli.add_command(mail_cli)

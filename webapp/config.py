@@ -10,7 +10,7 @@ import os
 import re
 import runpy
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,8 +60,9 @@ ARGON2_MEMORY_COST = 65536
 ARGON2_PARALLELISM = 4
 #: Largest accepted request body, in bytes; larger requests get 413.
 MAX_CONTENT_LENGTH = 1024 * 1024
-#: The site's address as browsers reach it (scheme, host, port; no path): links in mail, and
-#: the only origin passkeys are accepted from.
+#: The site's address as browsers reach it (scheme, host, port; no path): the origin every link
+#: in a mail starts with (never the request's Host header), and the only origin passkeys are
+#: accepted from.
 BASE_URL = "http://127.0.0.1:8000"
 #: The WebAuthn relying party id passkeys are bound to; empty means the host of BASE_URL. A
 #: registrable domain suffix of that host (e.g. example.com for www.example.com), never an IP.
@@ -71,6 +72,13 @@ RP_ID = ""
 #: at most 11 characters), each configured by WEBAPP_OIDC_<NAME>_ISSUER, _CLIENT_ID,
 #: _CLIENT_SECRET and _LABEL (NAME upper-cased, "-" as "_"; oidc_providers() reads them).
 OIDC_PROVIDERS = ""
+#: Where mail goes: "file" (each message an .eml file in the instance folder's outbox/), or an
+#: SMTP server: smtp://HOST:PORT, smtp+starttls://USER:PASS@HOST:PORT, smtps://USER:PASS@HOST.
+MAIL_URL = "file"
+#: The sender address of every mail.
+MAIL_FROM = "webapp@localhost"
+#: Seconds a password-reset link lives.
+RESET_TIMEOUT = 1800
 
 #: Whether gunicorn's access log shows the session widget's polls (GET /session, one per open
 #: page every POLL_SECONDS). A server setting: gunicorn.conf.py reads it, the app does not.
@@ -105,6 +113,9 @@ SETTINGS = (
     "BASE_URL",
     "RP_ID",
     "OIDC_PROVIDERS",
+    "MAIL_URL",
+    "MAIL_FROM",
+    "RESET_TIMEOUT",
 )
 #: Settings of the server (gunicorn.conf.py), given as WEBAPP_* variables only.
 SERVER_SETTINGS = ("LOG_POLLS",)
@@ -120,6 +131,7 @@ POSITIVE = {
     "ARGON2_PARALLELISM",
     "MAX_CONTENT_LENGTH",
     "SIGNUP_LIMIT",
+    "RESET_TIMEOUT",
 }
 SESSION_BACKENDS = ("filesystem", "redis")
 #: What the whole-number settings count, for messages.
@@ -132,6 +144,7 @@ UNITS = {
     "POLL_SECONDS": "seconds",
     "ARGON2_MEMORY_COST": "KiB",
     "MAX_CONTENT_LENGTH": "bytes",
+    "RESET_TIMEOUT": "seconds",
 }
 #: `load()`'s mark for a setting given as a WEBAPP_* variable (else it names the file).
 ENVIRONMENT = "environment"
@@ -341,12 +354,37 @@ def validate(config: Mapping[str, Any], sources: Mapping[str, str] | None = None
             f"{label('RP_ID')} must be the host of {given('BASE_URL')} or a domain it belongs "
             f"to, got {rp_id!r}"
         )
+    oidc_providers(config)
+    _check_mail(config, label)
 
 
 def relying_party_id(config: Mapping[str, Any]) -> str:
     """RP_ID, or the host of BASE_URL when it is empty."""
     return str(config["RP_ID"]).strip().lower() or (urlsplit(config["BASE_URL"]).hostname or "")
-    oidc_providers(config)
+
+
+#: The schemes WEBAPP_MAIL_URL accepts besides "file".
+MAIL_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+def _check_mail(config: Mapping[str, Any], label: Callable[[str], str]) -> None:
+    """MAIL_URL names a way to send, MAIL_FROM an address."""
+    url = str(config["MAIL_URL"])
+    if url != "file":
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            parts = parts._replace(netloc="")
+        if parts.scheme not in MAIL_SCHEMES or not parts.hostname:
+            raise ConfigError(
+                f"{label('MAIL_URL')} must be file, or smtp://HOST:PORT, "
+                "smtp+starttls://USER:PASS@HOST:PORT or smtps://USER:PASS@HOST:PORT"
+                f" (got a value starting {url[:12]!r})"
+            )
+    sender = str(config["MAIL_FROM"])
+    if "@" not in sender or any(c in sender for c in "\r\n"):
+        raise ConfigError(f"{label('MAIL_FROM')} must be an email address, got {sender!r}")
 
 
 #: What a host name or an IPv4 address is made of, as Werkzeug accepts it in a Host header.

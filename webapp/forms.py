@@ -51,10 +51,10 @@ PASSWORD_LENGTH = _at_most(passwords.MAX_LENGTH, "Password")
 
 class LoginForm(FlaskForm):
     username = StringField(
-        "Username",
+        "Username or email",
         validators=[
             DataRequired("Enter your username."),
-            _at_most(users.USERNAME_MAX, "Username"),
+            _at_most(users.EMAIL_MAX, "Username"),
             _printable("Username"),
         ],
     )

@@ -1,5 +1,6 @@
-"""The database tables: users, their sessions index, remember-me tokens, sign-in history, and
-second factors (authenticator app, recovery codes, passkeys) with their pending steps."""
+"""The database tables: users, their sessions index, remember-me tokens, sign-in history, the
+second factors (authenticator app, recovery codes, passkeys) with their pending steps, the
+mail links, requests and known devices of account recovery, and OpenID identities."""
 
 from __future__ import annotations
 
@@ -44,6 +45,14 @@ class User(UserMixin, Base):
     #: When an old copy of one of the user's remember-me tokens was presented (a stolen
     #: cookie): the user is told at their next sign-in, then it is cleared.
     remember_reused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The email folded to lower case, set only once the address is verified: verified
+    #: addresses are unique regardless of case, and sign in like usernames.
+    email_key: Mapped[str | None] = mapped_column(String(254), unique=True, index=True)
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_key is not None
 
     def as_session_user(self) -> dict[str, str | None]:
         """The user as /session shows it (next-auth's session.user)."""
@@ -205,3 +214,53 @@ class OidcLogoutToken(Base):
     provider: Mapped[str] = mapped_column(String(32), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MailToken(Base):
+    """A single-use link sent by mail (password reset, email verification, "was this you?").
+    The link holds a random token; the table only its SHA-256."""
+
+    __tablename__ = "mail_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: "reset", "verify" or "notice".
+    purpose: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: verify: the address being confirmed.
+    email: Mapped[str | None] = mapped_column(String(254))
+    #: reset: a digest of the password hash it was issued against (a new password kills it);
+    #: notice: the reference of the session it ends.
+    bound_to: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MailRequest(Base):
+    """A request that sends mail to an address a stranger typed (a password reset): what the
+    per-address and per-client limits count. The address is kept only as a digest."""
+
+    __tablename__ = "mail_requests"
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    ip: Mapped[str | None] = mapped_column(String(45), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class KnownDevice(Base):
+    """A browser and system a user has signed in from: a sign-in from any other is "new"."""
+
+    __tablename__ = "known_devices"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: SHA-256 of the browser family and the operating system family.
+    device_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))

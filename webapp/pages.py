@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask_login import current_user, login_required
 
-from . import db
+from . import db, mail
 from .sessions import store as session_store
 from .sessions.policy import read_only
 from .widget import views as widget
@@ -47,7 +47,10 @@ def email() -> Response:
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """200 when the database and the session store answer; else 503 naming what failed."""
+    """200 when the database and the session store answer; else 503 naming what failed.
+    Mail is reported ("failing: N pending, last error ...") but never makes the answer 503:
+    messages wait in the outbox and are retried, and taking the app out of a load balancer
+    for a mail relay's outage would stop every sign-in too."""
     checks = {}
     for name, check in (
         ("database", db.ping),
@@ -60,4 +63,5 @@ def healthz() -> tuple[Response, int]:
             logger.warning("health check %s failed: %s", name, error)
             checks[name] = f"unavailable: {type(error).__name__}"
     ok = all(value == "ok" for value in checks.values())
+    checks["mail"] = mail.outbox(current_app).health()
     return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503

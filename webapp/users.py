@@ -6,10 +6,11 @@ import re
 import secrets
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import clock
 from .models import RememberToken, User
 from .passwords import passwords, policy_error
 from .sessions.index import revoke_all
@@ -19,6 +20,7 @@ USERNAME_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{USERNAME_MAX}}}")
 EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 NAME_MAX = 100
 EMAIL_MAX = 254
+EMAIL_TAKEN = "That email address belongs to another account."
 ALREADY_YOUR_PASSWORD = "That is already your password: choose a new one."  # noqa: S105
 #: Starts the password_hash of an account without a password (made through an OpenID
 #: provider): no hash starts with it, so no password ever matches.
@@ -54,10 +56,33 @@ def find_user(db: Session, username: str) -> User | None:
     return db.scalar(select(User).where(User.username_key == username.lower()))
 
 
+def find_by_verified_email(db: Session, email: str) -> User | None:
+    """The user whose verified address this is, whatever its case."""
+    return db.scalar(select(User).where(User.email_key == email.strip().lower()))
+
+
+def find_by_email(db: Session, email: str) -> list[User]:
+    """The accounts an address reaches (password reset): its verified owner, else every
+    account that gave it unverified."""
+    owner = find_by_verified_email(db, email)
+    if owner is not None:
+        return [owner]
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    return list(db.scalars(query.order_by(User.id).limit(5)))
+
+
 def create_user(
-    db: Session, username: str, password: str, name: str | None = None, email: str | None = None
+    db: Session,
+    username: str,
+    password: str,
+    name: str | None = None,
+    email: str | None = None,
+    *,
+    email_verified: bool = False,
 ) -> User:
-    """Validate and store a new account; raise AccountError saying what is wrong."""
+    """Validate and store a new account; raise AccountError saying what is wrong. An address
+    an operator gives (`email_verified`) counts as verified; one given at sign-up waits for
+    its owner to confirm it."""
     name = username if name is None else name.strip()
     email = email.strip() if email else None
     error = (
@@ -70,6 +95,8 @@ def create_user(
         raise AccountError(error)
     if find_user(db, username) is not None:
         raise AccountError(f"The username {username!r} is taken.")
+    if email and email_verified and find_by_verified_email(db, email) is not None:
+        raise AccountError(EMAIL_TAKEN)
     user = User(
         username=username,
         username_key=username.lower(),
@@ -77,18 +104,30 @@ def create_user(
         email=email,
         password_hash=passwords().hash(password),
     )
+    if email and email_verified:
+        user.email_key, user.email_verified_at = email.lower(), clock.utcnow()
     db.add(user)
     try:
         db.commit()
-    except IntegrityError:  # another request took the name between the check and the insert
+    except IntegrityError:  # another request took the name (or address) since the check
         db.rollback()
-        raise AccountError(f"The username {username!r} is taken.") from None
+        raise AccountError(f"The username {username!r} or its email is taken.") from None
     return user
 
 
+def find_login(db: Session, login: str) -> User | None:
+    """The user a sign-in names: a username, or a verified email address."""
+    if USERNAME_PATTERN.fullmatch(login):
+        return find_user(db, login)
+    if "@" in login and email_error(login) is None:
+        return find_by_verified_email(db, login)
+    return None
+
+
 def authenticate(db: Session, username: str, password: str) -> User | None:
-    """The user if the password is right; equal work whether or not the username exists."""
-    user = find_user(db, username) if USERNAME_PATTERN.fullmatch(username) else None
+    """The user if the password is right; equal work whether or not the username (or
+    verified email) exists."""
+    user = find_login(db, username)
     hasher = passwords()
     if user is None or not has_usable_password(user):
         hasher.waste_time(password)
@@ -117,14 +156,35 @@ def refuse_current_password(user: User, password: str) -> None:
         raise AccountError(ALREADY_YOUR_PASSWORD)
 
 
-def update_profile(db: Session, user: User, name: str, email: str | None) -> None:
-    """Change the name and email shown for the user; raise AccountError saying what is wrong."""
-    name, email = name.strip(), (email or "").strip() or None
-    error = name_error(name) or (email_error(email) if email else None)
+def update_profile(db: Session, user: User, name: str) -> None:
+    """Change the name shown for the user; raise AccountError saying what is wrong. (A new
+    email takes effect only once confirmed: set_email.)"""
+    name = name.strip()
+    error = name_error(name)
     if error:
         raise AccountError(error)
-    user.name, user.email = name, email
+    user.name = name
     db.commit()
+
+
+def set_email(db: Session, user: User, email: str | None, *, verified: bool) -> None:
+    """Give the user this address (None: none), verified or not; raise AccountError when
+    another account has verified it."""
+    email = (email or "").strip() or None
+    if email and (error := email_error(email)):
+        raise AccountError(error)
+    if email and verified:
+        owner = find_by_verified_email(db, email)
+        if owner is not None and owner.id != user.id:
+            raise AccountError(EMAIL_TAKEN)
+    user.email = email
+    user.email_key = email.lower() if email and verified else None
+    user.email_verified_at = clock.utcnow() if email and verified else None
+    try:
+        db.commit()
+    except IntegrityError:  # verified by another account since the check
+        db.rollback()
+        raise AccountError(EMAIL_TAKEN) from None
 
 
 def delete_user(db: Session, user: User) -> None:

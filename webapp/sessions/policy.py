@@ -16,7 +16,7 @@ from flask_login import current_user, login_user, logout_user
 from flask_session.base import ServerSideSession
 from flask_wtf.csrf import generate_csrf
 
-from .. import clock, events, throttle
+from .. import clock, events, notices, throttle
 from ..db import get_db
 from ..models import User
 from . import index as session_index
@@ -94,7 +94,8 @@ def start(
     _new_csrf_token()
     if remember_me:
         remember_series = remember.issue(user)
-    session_index.create(user, current_session().sid, remember_series, method)
+    row = session_index.create(user, current_session().sid, remember_series, method)
+    notices.after_sign_in(user, method, row)  # a new account's or a new device's mail
     throttle.record(get_db(), user.username, "success", method, user)
     remember.tell_about_reuse(user)
     events.record("sign_in", user_id=user.id, sid=current_session().sid, method=method)

@@ -234,8 +234,8 @@ def test_mail_test_command_writes_to_the_outbox_by_default(app: Flask) -> None:
         ("MAIL_URL", "smtp://", "must be file, or smtp://"),
         ("MAIL_URL", "smtp://host:port", "must be file, or smtp://"),
         ("MAIL_FROM", "nobody", "must be an email address"),
-        ("BASE_URL", "example.com", "must be an origin"),
-        ("BASE_URL", "https://example.com/app", "must be an origin"),
+        ("BASE_URL", "example.com", "must be the site's address"),
+        ("BASE_URL", "https://example.com/app", "must be the site's address"),
         ("RESET_TIMEOUT", "0", "positive whole number of seconds"),
     ],
 )

@@ -78,9 +78,10 @@ TABLES_ADDED_AFTER_INITIAL = {
     "sign_in_challenges",
     "oidc_identities",
     "oidc_logout_tokens",
+    "mail_tokens",
+    "mail_requests",
+    "known_devices",
 }
-#: Tables the revisions after 0001 added.
-TABLES_ADDED_AFTER_INITIAL = {"mail_tokens", "mail_requests", "known_devices"}
 
 
 def models_at_initial_revision() -> MetaData:

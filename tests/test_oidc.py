@@ -326,4 +326,4 @@ def test_a_boosted_sign_out_is_sent_to_the_provider_with_hx_redirect(
 
 def test_a_password_session_signs_out_here_only(client: FlaskClient, auth: AuthActions) -> None:
     auth.login()
-    assert auth.logout().headers["Location"] == "/login"
+    assert auth.logout().headers["Location"] == "/login?reason=signed-out"

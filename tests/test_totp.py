@@ -82,7 +82,8 @@ def test_v2_8_password_leads_to_verify_and_nobody_is_signed_in_until_the_code(
     session = client.get("/session").json
     assert session["user"]["username"] == "alice"
     assert session["method"] == "password+totp"
-    assert "Password + authenticator app" in client.get("/account/sessions").get_data(as_text=True)
+    page = client.get("/account/sessions").get_data(as_text=True)
+    assert "with a password and an authenticator app" in page
 
 
 def test_v2_8_wrong_code_is_401_and_signs_nobody_in(client, auth, user, clock):

@@ -47,7 +47,7 @@ from webapp.forms import (
     ProfileForm,
     SignupForm,
 )
-from webapp.recovery import ForgotForm, ResetForm
+from webapp.signin.recovery import ForgotForm, ResetForm
 from webapp.signin.security import CodeForm, PasskeyNameForm
 from webapp.signin.verify import VerifyForm
 from webapp.users import find_user

@@ -13,11 +13,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import select
 
-from webapp import create_app, oidc, oidc_views
+from webapp import create_app
 from webapp.config import ConfigError, oidc_from_environment, oidc_providers
 from webapp.db import get_db
 from webapp.models import OidcIdentity, User, UserSession
-from webapp.oidc import LOGOUT_EVENT, OidcError, Provider
+from webapp.signin import oidc, oidc_views
+from webapp.signin.oidc import LOGOUT_EVENT, OidcError, Provider
 from webapp.users import create_user_from_claims
 
 ISSUER = "https://id.example.test"

@@ -77,8 +77,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     static_files.init_app(app)
     cli.init_app(app)
 
-    from . import account, auth, basket, oidc_views, pages, preferences, recovery
-    from .signin import passkey_views, security, verify
+    from . import account, auth, basket, pages, preferences
+    from .signin import oidc_views, passkey_views, recovery, security, verify
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(account.bp)

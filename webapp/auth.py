@@ -18,7 +18,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from . import events, oidc_views, throttle, users
+from . import events, throttle, users
 from .db import get_db
 from .errors import wants_json
 from .extensions import login_manager
@@ -26,7 +26,7 @@ from .forms import LoginForm, LogoutForm, SignupForm
 from .models import User
 from .sessions import policy as session_policy
 from .sessions.store import session_interface
-from .signin import totp
+from .signin import oidc_views, totp
 from .signin import verify as second_factor
 from .web.htmx import current_page, htmx_redirect, is_htmx, login_url
 from .web.safe_redirect import next_or_default, safe_next

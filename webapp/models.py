@@ -106,7 +106,7 @@ class UserSession(Base):
     #: How the session began: "password", "password+totp", "passkey", "recovery_code", ...
     method: Mapped[str] = mapped_column(String(32), server_default="password")
     #: The OpenID provider that signed this session in, and its session id (`sid` claim): a
-    #: back-channel logout token names one or the other's user (webapp/oidc_views.py).
+    #: back-channel logout token names one or the other's user (webapp/signin/oidc_views.py).
     oidc_provider: Mapped[str | None] = mapped_column(String(32), index=True)
     oidc_sid: Mapped[str | None] = mapped_column(String(255), index=True)
 

@@ -1,2 +1,3 @@
-"""Ways in beyond the password: an authenticator app (TOTP) with recovery codes, and passkeys.
-Each ends in sessions.policy.start(user, method=...)."""
+"""Ways in besides the password form: an authenticator app (TOTP) with recovery codes,
+passkeys, OpenID Connect providers, and password reset by mail. Each ends in
+sessions.policy.start(user, method=...)."""

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired
 
-from . import clock, events, mail, notices, users
-from .db import get_db
-from .errors import error_response, wants_json
-from .forms import PASSWORD_LENGTH, _at_most, _printable
-from .mail_tokens import (
+from .. import clock, events, mail, notices, users
+from ..db import get_db
+from ..errors import error_response, wants_json
+from ..forms import PASSWORD_LENGTH, _at_most, _printable
+from ..mail_tokens import (
     NOTICE,
     RESET,
     VERIFY,
@@ -33,10 +33,10 @@ from .mail_tokens import (
     retire,
     use,
 )
-from .models import MailRequest, RememberToken, UserSession
-from .passwords import policy_error
-from .sessions import index as session_index
-from .sessions import policy as session_policy
+from ..models import MailRequest, RememberToken, UserSession
+from ..passwords import policy_error
+from ..sessions import index as session_index
+from ..sessions import policy as session_policy
 
 bp = Blueprint("recovery", __name__)
 

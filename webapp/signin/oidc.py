@@ -22,8 +22,8 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from . import clock
-from .config import oidc_providers
+from .. import clock
+from ..config import oidc_providers
 
 SCOPES = "openid profile email"
 #: Seconds of clock difference tolerated between this server and a provider.

@@ -32,16 +32,17 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from . import clock, events, oidc, users
-from .db import get_db
-from .extensions import csrf
-from .forms import LoginForm
-from .models import OidcIdentity, OidcLogoutToken, User, UserSession
+from .. import clock, events, users
+from ..db import get_db
+from ..extensions import csrf
+from ..forms import LoginForm
+from ..models import OidcIdentity, OidcLogoutToken, User, UserSession
+from ..sessions import index as session_index
+from ..sessions import policy as session_policy
+from ..sessions.store import current_session
+from ..web.safe_redirect import next_or_default, safe_next
+from . import oidc
 from .oidc import OidcError, Provider
-from .sessions import index as session_index
-from .sessions import policy as session_policy
-from .sessions.store import current_session
-from .web.safe_redirect import next_or_default, safe_next
 
 bp = Blueprint("oidc", __name__)
 

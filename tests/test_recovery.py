@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from helpers import PASSWORD, AuthActions, csrf_token
 from support.smtp import Inbox, SmtpServer, link_in, path_of, plain_text, smtp_server
 
-from webapp import mail
+from webapp import mail, notices
 from webapp.db import get_db
 from webapp.models import KnownDevice, MailToken, User
 from webapp.users import create_user, find_user, set_password
@@ -308,6 +308,35 @@ def test_a_new_device_gets_a_notice_whose_link_ends_exactly_that_session(
     assert post(mine, path).status_code == 400  # single use
     with app.app_context():
         assert get_db().query(KnownDevice).count() == 2
+
+
+class Forgetful:
+    """A database session whose `get` finds nothing: the parallel sign-in from the same new
+    device recorded it after this one looked."""
+
+    def __init__(self, db: object) -> None:
+        self.db = db
+
+    def get(self, *_: object) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+
+def test_parallel_sign_ins_from_one_new_device_both_succeed_and_tell_nobody(
+    app: Flask, inbox: Inbox, verified_user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of the race to record the device is signed in all the same (it was a 503)."""
+    assert AuthActions(browser(app, FIREFOX)).login().status_code == 303
+    monkeypatch.setattr(notices, "get_db", lambda: Forgetful(get_db()))
+    second = browser(app, FIREFOX)
+    assert AuthActions(second).login().status_code == 303
+    assert second.get("/profile").status_code == 200
+    mail.settle(app)
+    assert inbox.messages == [] and mail.outbox(app).pending_names() == []
+    with app.app_context():
+        assert get_db().query(KnownDevice).count() == 1
 
 
 def test_no_notice_goes_to_an_unverified_address(app: Flask, inbox: Inbox, user: User) -> None:

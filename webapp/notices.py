@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import clock, events, mail
 from .db import get_db
@@ -78,7 +79,11 @@ def after_sign_in(user: User, method: str, session_row: UserSession) -> None:
         return
     seen_before = db.scalar(select(KnownDevice.user_id).where(KnownDevice.user_id == user.id))
     db.add(KnownDevice(user_id=user.id, device_hash=device, first_seen=now, last_seen=now))
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # a parallel sign-in from this device recorded it (and tells) first
+        db.rollback()
+        return
     if method == "signup" and user.email:
         send_verification(user, user.email)
     if seen_before is None or not user.email_verified or user.email is None:

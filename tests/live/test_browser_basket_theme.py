@@ -20,6 +20,8 @@ POLL_TIMEOUT = 5_000
 #: What the stylesheet's theme block makes of <html data-theme> (its `color-scheme`).
 DARK = "dark"
 LIGHT = "light"
+#: Where sign-out lands: the sign-in page, saying why.
+SIGNED_OUT_PAGE = "/login?reason=signed-out"
 
 
 def add_to_basket(page: Page, server: LiveServer, sku: str, quantity: int = 1) -> None:
@@ -60,7 +62,7 @@ def test_basket_count_follows_in_other_tab_and_across_sign_in_and_out(
     expect(header_count(tab_a)).to_have_text("3")
 
     tab_b.locator(WIDGET).get_by_role("button", name="Sign out").click()
-    expect(tab_b).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(tab_b).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     expect(header_count(tab_b)).to_have_text("0", timeout=QUICK_TIMEOUT)
     expect(header_count(tab_a)).to_have_text("0", timeout=POLL_TIMEOUT)
     tab_b.goto(live_server.url("/basket"))
@@ -105,7 +107,7 @@ def test_theme_is_in_the_server_html_and_survives_sign_in_and_out(
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     assert scheme(page) == DARK
     page.locator(WIDGET).get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(live_server.url("/login"), timeout=QUICK_TIMEOUT)
+    expect(page).to_have_url(live_server.url(SIGNED_OUT_PAGE), timeout=QUICK_TIMEOUT)
     page.reload()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     assert errors.seen == []

@@ -313,7 +313,7 @@ def test_authenticator_app_set_up_and_sign_in_in_a_browser_under_the_csp(
     expect(page.locator("[data-recovery-code]")).to_have_count(10, timeout=TIMEOUT)
     page.goto(site.url("/logout"))
     page.locator("main").get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url(site.url("/login"), timeout=TIMEOUT)
+    expect(page).to_have_url(site.url("/login?reason=signed-out"), timeout=TIMEOUT)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.locator("main form").get_by_role("button", name="Sign in").click()

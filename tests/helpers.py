@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,11 @@ def clear_store(app: Flask) -> None:
         return
     for path in (Path(app.instance_path) / "sessions").iterdir():
         path.unlink()
+
+
+def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll `condition` until it holds (background work: the mail sender, a server)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

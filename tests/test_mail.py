@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import csrf_token
+from helpers import csrf_token, wait_until
 from support.ports import free_port
 from support.smtp import (
     Credentials,
@@ -37,13 +37,6 @@ def smtp() -> Iterator[SmtpServer]:
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mail, "RETRY_FIRST_DELAY", 0.05)
     monkeypatch.setattr(mail, "RETRY_MAX_DELAY", 0.2)
-
-
-def wait_until(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_file_outbox_writes_one_eml_per_message_and_logs_its_name(

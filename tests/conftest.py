@@ -22,6 +22,7 @@ from support.postgres import create_database, postgres_server
 from support.redis_server import RedisServer, redis_server
 
 import webapp.db
+import webapp.mail
 from webapp import create_app
 from webapp.db import get_db
 from webapp.users import create_user
@@ -85,6 +86,9 @@ def _dispose_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(webapp.db, "make_engine", tracked)
     yield
+    # Mail work still running in the background (webapp.mail.later) may hold a connection.
+    if webapp.mail._executor is not None:
+        webapp.mail._executor[1].submit(lambda: None).result()
     for engine in engines:
         engine.dispose()
 

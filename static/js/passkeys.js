@@ -25,13 +25,24 @@
     return meta ? meta.content : "";
   }
 
+  // The session's token as the server has it now: right after a boosted sign-in or sign-out
+  // the page's meta tag may not have been updated yet (session.js does it after the swap).
+  function freshCsrfToken() {
+    return fetch("/csrf", {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (response) { return response.json(); })
+      .then(function (body) { return body.csrfToken || csrfToken(); })
+      .catch(function () { return csrfToken(); });
+  }
+
   function post(url, body) {
-    return fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "Accept": "application/json",
-                "X-CSRFToken": csrfToken()},
-      body: JSON.stringify(body || {})
+    return freshCsrfToken().then(function (token) {
+      return fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "Accept": "application/json",
+                  "X-CSRFToken": token},
+        body: JSON.stringify(body || {})
+      });
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         return {status: response.status, data: data};

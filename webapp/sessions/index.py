@@ -8,7 +8,6 @@ so the device cannot sign itself straight back in.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -20,11 +19,7 @@ from ua_parser import parse
 from .. import clock
 from ..db import get_db
 from ..models import RememberToken, User, UserSession
-from .store import session_interface
-
-
-def sid_hash(sid: str) -> str:
-    return hashlib.sha256(sid.encode()).hexdigest()
+from .store import session_interface, sid_hash
 
 
 def create(

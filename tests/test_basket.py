@@ -16,6 +16,7 @@ from webapp import basket
 from webapp.db import get_db
 from webapp.sessions import policy as session_policy
 from webapp.sessions import pruning
+from webapp.sessions.store import MOVED_KEY
 from webapp.users import create_user
 
 JSON = {"Accept": "application/json"}
@@ -165,10 +166,13 @@ def test_every_post_needs_the_csrf_token(client, path):
 def test_sign_in_keeps_the_basket_on_a_new_session_id(app, client, auth, user):
     add(client, "tea", 2)
     anonymous_sid = session_cookie(client)
-    (anonymous_entry,) = store_files(app)
+    assert len(store_files(app)) == 1
     auth.login()
     assert session_cookie(client) not in (None, anonymous_sid)
-    assert anonymous_entry not in store_files(app)  # the old id is dead
+    # The old id is dead: its entry holds only the short-lived "moved" marker.
+    interface = app.session_interface
+    old_entry = interface._retrieve_session_data(interface._get_store_id(anonymous_sid))
+    assert old_entry == {MOVED_KEY: True}
     assert contents(client)["count"] == 2
     assert header_count(client, "/profile") == 2
 

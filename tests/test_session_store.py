@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import time
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 from helpers import PASSWORD, csrf_token, session_cookie, store_files
 
 from webapp.db import get_db
+from webapp.models import UserSession
 from webapp.sessions import files as session_files
+from webapp.sessions.store import MOVED_KEY, MOVED_SECONDS
 from webapp.users import create_user
 
 
@@ -42,10 +45,10 @@ def test_a_thousand_sessions_all_stay_valid(app, user):
     assert all(b.get("/session").json.get("user") for b in clients)
 
 
-def entry_path(app, client) -> Path:
-    """The store file of the client's session, named as cachelib names it."""
+def entry_path(app, client, sid: str | None = None) -> Path:
+    """The store file of the client's session (or of `sid`), named as cachelib names it."""
     interface = app.session_interface
-    store_id = interface._get_store_id(session_cookie(client))
+    store_id = interface._get_store_id(sid or session_cookie(client))
     return Path(interface.cache._get_filename(store_id))
 
 
@@ -74,6 +77,66 @@ def test_stale_cookie_is_left_alone_by_polls(app, client, auth, user):
     entry_path(app, client).unlink()
     response = client.get("/session")
     assert response.json == {} and "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/login/passkey/options"), ("get", "/profile"), ("get", "/session"), ("get", "/")],
+)
+def test_a_request_still_on_the_rotated_away_id_leaves_the_new_cookie_alone(
+    app, client, auth, user, method, path
+):
+    """A request sent with the old id while the session was rotating (a script's fetch during
+    re-authentication) answered with a cookie deletion, and the browser, which had just got the
+    new id, lost it: signed out (seen in Chromium). The old id is dead all the same; a stale
+    cookie naming no session at all is still deleted."""
+    auth.login()
+    old = session_cookie(client)
+    reauthenticated = client.post(
+        "/account/reauthenticate", data={"password": PASSWORD, "csrf_token": csrf_token(client)}
+    )
+    assert reauthenticated.status_code == 303 and session_cookie(client) != old
+    late = app.test_client()
+    late.set_cookie("session", old)
+    response = getattr(late, method)(path)
+    assert not any(
+        cookie.startswith("session=") for cookie in response.headers.getlist("Set-Cookie")
+    )
+    assert late.get("/session").json == {}  # the old id signs no one in
+    assert client.get("/session").json["user"]["name"]
+    interface = app.session_interface
+    store_id = interface._get_store_id(old)
+    assert interface._retrieve_session_data(store_id) == {MOVED_KEY: True}
+    if app.config["SESSION_BACKEND"] == "redis":
+        assert 0 < interface.client.ttl(store_id) <= MOVED_SECONDS
+    else:
+        (expires,) = struct.unpack("I", entry_path(app, late, old).read_bytes()[:4])
+        assert expires <= time.time() + MOVED_SECONDS + 1
+
+
+def test_a_request_on_the_rotated_away_id_neither_stores_nor_restores(app, client, auth, user):
+    """What a late request on the old id would store (a passkey challenge, here a basket line)
+    would come with a new session cookie replacing the signed-in one; and its remember-me
+    cookie must not start another session: the browser is signed in already."""
+    auth.login(remember=True)
+    old = session_cookie(client)
+    reauthenticated = client.post(
+        "/account/reauthenticate", data={"password": PASSWORD, "csrf_token": csrf_token(client)}
+    )
+    assert reauthenticated.status_code == 303
+    late = app.test_client()
+    late.set_cookie("session", old)
+    late.set_cookie("remember", client.get_cookie("remember").value)
+    anonymous = app.test_client()  # the late request passes CSRF with an anonymous token
+    token = anonymous.get("/csrf").json["csrfToken"]
+    late.set_cookie("csrf", anonymous.get_cookie("csrf").value)
+    added = late.post("/basket/items", data={"csrf_token": token, "sku": "tea", "quantity": "1"})
+    assert added.status_code == 303
+    cookies = ",".join(added.headers.getlist("Set-Cookie"))
+    assert "session=" not in cookies and "remember=" not in cookies
+    with app.app_context():
+        assert get_db().query(UserSession).count() == 1
+    assert client.get("/session").json["user"]["name"]
 
 
 def test_deleted_user_has_no_session(app, client, auth, user):

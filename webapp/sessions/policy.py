@@ -219,7 +219,9 @@ def enforce() -> None:
     read_only = _is_read_only_request()
     g.read_only_session = read_only
     if "_user_id" not in session:
-        if not read_only and (restored := remember.redeem()) is not None:
+        # An old id of a session that just got a new one: the browser is signed in already.
+        moved = getattr(current_session(), "moved", False)
+        if not read_only and not moved and (restored := remember.redeem()) is not None:
             start(restored.user, method="remember", remember_series=restored.series)
         return
     now = clock.now()

@@ -34,6 +34,12 @@ CSRF_KEY = "csrf_token"  # Flask-WTF's session key
 #: What an anonymous visitor's session may hold and still live in a cookie, not the store.
 #: Anything more (a basket) makes an anonymous entry, with its own short TTL (`lifetime`).
 ANONYMOUS_KEYS = frozenset({CSRF_KEY, "_permanent"})
+#: What a rotated-away id's entry holds for MOVED_SECONDS: requests already on their way with
+#: the old id (a poll, a script's fetch) get no session, and their answers neither delete nor
+#: replace the cookie, which the browser by then holds with the new id (either would sign it
+#: out).
+MOVED_KEY = "_moved"
+MOVED_SECONDS = 30
 
 
 def sid_hash(sid: str) -> str:
@@ -93,6 +99,11 @@ class WebappSessionRules(ServerSideSessionInterface):
             session.outage = True
             return session
         cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        moved = bool(session.get(MOVED_KEY))
+        if moved:  # an id just rotated away: no session, and the cookie is left alone
+            session = self.session_class(sid=self._generate_sid(self.sid_length))
+            cookie = None
+        session.moved = moved
         # Flask-Session never adopts an unknown id: it makes a new one, so a differing id
         # means the cookie named no live session (expired, ended, or made up).
         session.stale_cookie = bool(cookie) and cookie != session.sid
@@ -102,6 +113,14 @@ class WebappSessionRules(ServerSideSessionInterface):
         if not session.from_store and (token := self.csrf_cookie.read(request)):
             dict.__setitem__(session, CSRF_KEY, token)  # as if stored: not a modification
         return session
+
+    def regenerate(self, session: ServerSideSession) -> None:
+        """A new id for the session; a stored old id is left MOVED_SECONDS as a marker."""
+        old_store_id = self._get_store_id(session.sid)
+        stored = bool(session) and getattr(session, "from_store", False)
+        super().regenerate(session)
+        if stored:
+            self._write_entry(old_store_id, {MOVED_KEY: True}, MOVED_SECONDS)
 
     def ping(self) -> None:
         """Raise if the store does not answer."""
@@ -141,6 +160,10 @@ class WebappSessionRules(ServerSideSessionInterface):
             )
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        if getattr(session, "moved", False) and "_user_id" not in session:
+            # Anything an old-id request would store (a passkey challenge, a basket line)
+            # would come with a new cookie replacing the browser's signed-in one: drop it.
+            return
         if "_user_id" in session and self.csrf_cookie.name in request.cookies:
             self.csrf_cookie.delete(response)  # signed in: the token lives in the session now
         if CSRF_KEY in session and session.keys() <= ANONYMOUS_KEYS:

@@ -194,6 +194,29 @@ def test_operator_turns_the_app_off_and_ends_the_sessions(app, client, auth, use
         assert get_db().query(RecoveryCode).count() == 0
 
 
+def test_turning_the_app_on_ends_the_other_devices_remember_me(app, client, auth, user, clock):
+    """A device remembered before the app was on never gave a code: once its session ends it
+    must sign in with one, not restore itself. The device that turned the app on stays
+    remembered, and so does a device remembered afterwards (it gave a code)."""
+    phone = app.test_client()
+    assert AuthActions(phone).login(remember=True).status_code == 303
+    assert auth.login(remember=True).status_code == 303
+    html = post(client, "/account/totp/setup").get_data(as_text=True)
+    secret = SECRET.search(html).group(1)
+    assert post(client, "/account/totp/confirm", code=code_at(secret, clock)).status_code == 200
+    clock.advance(30)
+    tablet = app.test_client()
+    assert AuthActions(tablet).login(remember=True).headers["Location"].startswith("/login/verify")
+    assert verify(tablet, code=code_at(secret, clock)).status_code == 303
+
+    clock.advance(app.config["IDLE_TIMEOUT"] + 1)  # every session has ended; cookies remain
+    for device in (phone, client, tablet):
+        assert device.get("/session").json == {}  # expired (a poll never restores)
+    assert phone.get("/profile").status_code == 302
+    assert client.get("/profile").status_code == 200
+    assert tablet.get("/profile").status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/account/totp/setup", "/account/totp/confirm"])
 def test_set_up_needs_a_signed_in_user(client, path):
     response = client.post(path, data={"csrf_token": csrf_token(client, "/login")})

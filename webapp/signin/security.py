@@ -18,6 +18,7 @@ from ..account import fresh_required
 from ..db import get_db
 from ..models import Passkey
 from ..sessions import policy as session_policy
+from ..sessions import remember
 from ..widget import views as widget
 from . import passkeys, totp
 from .notify import tell_user
@@ -96,6 +97,9 @@ def totp_confirm() -> ResponseReturnValue:
     codes = totp.enable(get_db(), user, secret, step)
     session.pop(SETUP_SECRET, None)
     session_policy.rotate()  # a privilege change
+    # Other remembered devices never gave a code: when their sessions end, they sign in again
+    # with one rather than restore themselves. This device just did.
+    remember.revoke_all(user, keep=remember.current_selector())
     tell_user(user, "totp_enabled")
     return _codes_page(codes)
 

@@ -16,7 +16,7 @@ from helpers import AuthActions, store_files
 from webapp import create_app
 from webapp.config import ConfigError
 from webapp.db import get_db
-from webapp.models import UserSession
+from webapp.models import RememberToken, UserSession
 from webapp.sessions import pruning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,30 @@ def test_prune_finds_sessions_past_the_absolute_timeout(app, runner, user, clock
     clock.advance(app.config["ABSOLUTE_TIMEOUT"] % 1000)  # ...until its absolute end
     with app.app_context():
         assert pruning.prune_index() == 2
+
+
+def test_prune_deletes_expired_remember_tokens_only(app, runner, user, clock):
+    """Expired remember-me tokens (current or replaced) go; a live chain stays whole, and its
+    device still signs itself back in."""
+    for _ in range(2):
+        AuthActions(app.test_client()).login(remember=True)
+    clock.advance(app.config["REMEMBER_DURATION"] - 60)
+    device = app.test_client()
+    AuthActions(device).login(remember=True)
+    clock.advance(app.config["IDLE_TIMEOUT"] + 1)
+    assert device.get("/session").json == {}
+    assert device.get("/profile").status_code == 200  # restored: its token replaced by a new one
+    clock.advance(61)  # the first two chains are past their expiry
+    with app.app_context():
+        assert get_db().query(RememberToken).count() == 4
+    result = runner.invoke(args=["sessions", "prune", "--no-sweep"])
+    assert result.exit_code == 0, result.output
+    assert "2 expired remember-me token(s)" in result.output
+    with app.app_context():
+        assert get_db().query(RememberToken).count() == 2  # the live chain's current and replaced
+    clock.advance(app.config["IDLE_TIMEOUT"] + 1)
+    assert device.get("/session").json == {}
+    assert device.get("/profile").status_code == 200
 
 
 def test_prune_works_in_bounded_batches(app, user, clock, monkeypatch):

@@ -279,14 +279,16 @@ def list_sessions(username: str | None) -> None:
 @sessions_cli.command("prune")
 @click.option("--no-sweep", is_flag=True, help="Only the index; skip scanning the store folder.")
 def prune_sessions(no_sweep: bool) -> None:
-    """Delete expired sessions: index rows with their store entries, then expired store files."""
+    """Delete expired sessions (index rows with their store entries, then expired store files)
+    and expired remember-me tokens."""
     from flask import current_app
 
     with clear_errors():
         counts = pruning.prune(current_app._get_current_object(), sweep=not no_sweep)  # type: ignore[attr-defined]
     click.echo(
         f"Pruned {counts['index']} expired signed-in session(s) and "
-        f"{counts['store']} other expired store entr{'y' if counts['store'] == 1 else 'ies'}."
+        f"{counts['store']} other expired store entr{'y' if counts['store'] == 1 else 'ies'}; "
+        f"{counts['remember']} expired remember-me token(s)."
     )
 
 

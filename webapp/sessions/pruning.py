@@ -1,4 +1,5 @@
-"""Deleting expired sessions: their store entries and index rows.
+"""Deleting expired sessions: their store entries and index rows, and expired remember-me
+tokens.
 
 Signed-in sessions are found through the index (by its indexed timestamps), so the work is
 proportional to what is deleted, in batches of bounded size. A sweep of the store folder
@@ -30,6 +31,7 @@ from sqlalchemy import delete, or_, select
 from .. import clock
 from ..db import get_db
 from ..models import UserSession
+from . import remember
 from .files import store_folder
 from .store import session_interface
 
@@ -119,7 +121,7 @@ def sweep_store(app: Flask, limit: int | None = None) -> int:
 
 def prune(app: Flask, limit: int | None = None, sweep: bool = True) -> dict[str, int]:
     with app.app_context():
-        counts = {"index": prune_index(limit)}
+        counts = {"index": prune_index(limit), "remember": remember.prune_expired(limit, BATCH)}
     counts["store"] = sweep_store(app, limit) if sweep else 0
     return counts
 

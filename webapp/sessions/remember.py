@@ -242,6 +242,23 @@ def remembered_series(user_id: int) -> set[str]:
     return set(get_db().scalars(query))
 
 
+def prune_expired(limit: int | None = None, batch: int = 500) -> int:
+    """Delete tokens past their expiry, in batches; how many went. An expired token signs no
+    one in, and its cookie has expired in the browser too (same lifetime)."""
+    db = get_db()
+    deleted = 0
+    while limit is None or deleted < limit:
+        size = batch if limit is None else min(batch, limit - deleted)
+        expired = select(RememberToken.selector).where(RememberToken.expires_at <= clock.utcnow())
+        selectors = list(db.scalars(expired.limit(size)))
+        if not selectors:
+            break
+        db.execute(delete(RememberToken).where(RememberToken.selector.in_(selectors)))
+        db.commit()
+        deleted += len(selectors)
+    return deleted
+
+
 def apply_cookie(response: Response) -> Response:
     """after_request: set or delete the remember cookie as this request decided."""
     value = g.pop("remember_cookie", None)

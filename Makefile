@@ -38,10 +38,12 @@ $(STAMP): $(SERVE_STAMP) requirements-test.txt
 	$(BIN)/pip install --quiet --require-hashes -r requirements-test.txt
 	@touch $@
 
-# Plain HTTP on loopback (no secure cookies) and no /session polls in the access log, unless
-# the environment says otherwise; gunicorn.conf.py prints the banner once a worker listens.
+# Plain HTTP on loopback (no secure cookies), mailed links to where it listens, and no /session
+# polls in the access log, unless the environment says otherwise; gunicorn.conf.py prints the
+# banner once a worker listens.
 run: $(SERVE_STAMP) ## Serve on embedded defaults at http://127.0.0.1:8000 (BIND=host:port to move)
 	@export WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false} \
+		WEBAPP_BASE_URL=$${WEBAPP_BASE_URL:-http://$(subst 0.0.0.0:,127.0.0.1:,$(BIND))} \
 		WEBAPP_LOG_POLLS=$${WEBAPP_LOG_POLLS:-false} RUN_BANNER=1 BIND=$(BIND) && \
 	$(BIN)/flask --app webapp db upgrade && \
 	exec $(BIN)/gunicorn -c gunicorn.conf.py

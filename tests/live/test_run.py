@@ -132,3 +132,23 @@ def test_make_run_sets_what_these_tests_set():
     assert "RUN_BANNER=1" in recipe
     assert "WEBAPP_SECURE_COOKIES=$${WEBAPP_SECURE_COOKIES:-false}" in recipe
     assert "WEBAPP_LOG_POLLS=$${WEBAPP_LOG_POLLS:-false}" in recipe
+
+
+@pytest.mark.parametrize(
+    ("bind", "base_url"),
+    [
+        ("127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("localhost:9000", "http://localhost:9000"),
+    ],
+)
+def test_make_run_mails_links_to_where_it_listens(bind: str, base_url: str) -> None:
+    """Mailed links (WEBAPP_BASE_URL) follow BIND's port unless the environment sets them."""
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "-n", "run", f"BIND={bind}", "SERVE_STAMP="],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"WEBAPP_BASE_URL=${{WEBAPP_BASE_URL:-{base_url}}}" in shown

@@ -348,3 +348,36 @@ def test_axe_check_is_not_blind(
     page.evaluate("document.querySelector('main').append(document.createElement('button'))")
     violations = page.evaluate(RUN_AXE, list(BLOCKING))
     assert any(v.startswith("button-name (critical)") for v in violations), violations
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_basket_and_preferences_fit_and_pass_axe_in_both_themes(
+    live_server: LiveServer,
+    look_context: Callable[[int], BrowserContext],
+    shots: Callable[[Page, str, int], None],
+    width: int,
+) -> None:
+    """The basket (with lines in it) and the preferences page, in the light and the dark
+    theme, signed out: no sideways scrolling, no blocking axe violation (colour contrast
+    included). The README's basket picture is the dark theme, to show both additions."""
+    page = look_context(width).new_page()
+    look = Look(page, width)
+    page.goto(live_server.url("/basket"))
+    for sku, quantity in (("tea", "2"), ("mug", "1")):
+        row = page.locator(f"table.catalogue tr[data-sku='{sku}']")
+        row.get_by_label("Quantity").fill(quantity)
+        row.get_by_role("button", name="Add").click()
+        expect(page.locator(f"table.basket tr[data-sku='{sku}']")).to_be_visible(
+            timeout=QUICK_TIMEOUT
+        )
+    expect(page.locator("#basket-count")).to_have_text("3", timeout=QUICK_TIMEOUT)
+    for theme in ("light", "dark"):
+        page.goto(live_server.url("/preferences"))
+        page.locator("main").get_by_label(theme.capitalize(), exact=True).check()
+        page.locator("main form").get_by_role("button", name="Save").click()
+        expect(page.locator("html")).to_have_attribute("data-theme", theme, timeout=QUICK_TIMEOUT)
+        look.check(f"/preferences, {theme} theme")
+        page.goto(live_server.url("/basket"))
+        wait_settled(page, "unauthenticated")
+        look.check(f"/basket, {theme} theme")
+    shots(page, "basket", width)

@@ -118,6 +118,14 @@ def test_readme_is_short():
     assert size <= README_LIMIT, f"README.md is {size} bytes; move details to docs/"
 
 
+def test_every_screenshot_is_shown_somewhere():
+    """docs/screenshots holds only pictures that README.md or a doc shows (`make screenshots`
+    writes no others), so that none goes stale unseen."""
+    shown = README.read_text() + "".join(doc.read_text() for doc in DOCS.glob("*.md"))
+    unused = [p.name for p in (DOCS / "screenshots").glob("*.png") if p.name not in shown]
+    assert unused == [], f"pictures no document shows: {unused}"
+
+
 def anchors(markdown: Path) -> set[str]:
     """GitHub's anchors for the headings of a Markdown file."""
     text = FENCE.sub("", markdown.read_text(encoding="utf-8"))

@@ -13,7 +13,6 @@ settings (pytest groups them).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -46,7 +45,6 @@ if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "a long enough password for tests"
 REASON = ".session-reason"
 WARNING = ".session-warning"
@@ -125,13 +123,9 @@ def errors(live_server: LiveServer, context: BrowserContext) -> BrowserErrors:
 
 @pytest.fixture
 def screenshots(tmp_path: Path) -> Path:
-    """docs/screenshots with WEBAPP_SCREENSHOTS=1 (refreshing the documentation's images is a
-    deliberate act), else tmp_path."""
-    if os.environ.get("WEBAPP_SCREENSHOTS") != "1":
-        return tmp_path
-    folder = ROOT / "docs" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """Where pictures of a state go: the test's own folder (the README's pictures are made by
+    test_browser_look.py and test_passkeys_live.py with WEBAPP_SCREENSHOTS=1)."""
+    return tmp_path
 
 
 def header_shot(page: Page, path: Path) -> None:

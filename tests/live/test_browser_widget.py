@@ -6,7 +6,6 @@ errors or CSP violations (the app sends a strict CSP: no inline scripts or style
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,6 @@ if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
 
 pytestmark = [pytest.mark.live, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
 WIDGET = "#session-widget"
 STATUS = "data-session-status"
 SIGNED_OUT_TEXT = "Please log in to see your profile."
@@ -90,16 +88,11 @@ def errors(live_server: LiveServer, context: BrowserContext) -> BrowserErrors:
 
 @pytest.fixture
 def shot(tmp_path: Path) -> Callable[[Page, str], None]:
-    """Screenshots of the header (the widget in place): into docs/ with WEBAPP_SCREENSHOTS=1,
-    so that refreshing the documentation's images is a deliberate act; else into tmp_path."""
-    if os.environ.get("WEBAPP_SCREENSHOTS") == "1":
-        folder = ROOT / "docs" / "screenshots"
-        folder.mkdir(parents=True, exist_ok=True)
-    else:
-        folder = tmp_path
+    """Screenshots of the header (the widget in place), into the test's own folder: that the
+    widget in each state can be pictured (the README's pictures: test_browser_look.py)."""
 
     def take(page: Page, name: str) -> None:
-        path = folder / f"widget-{name}.png"
+        path = tmp_path / f"widget-{name}.png"
         page.locator("header").screenshot(path=path, animations="disabled")
         assert path.stat().st_size > 0
 

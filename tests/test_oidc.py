@@ -327,3 +327,117 @@ def test_a_boosted_sign_out_is_sent_to_the_provider_with_hx_redirect(
 def test_a_password_session_signs_out_here_only(client: FlaskClient, auth: AuthActions) -> None:
     auth.login()
     assert auth.logout().headers["Location"] == "/login?reason=signed-out"
+
+
+# an account with no password: a first password, re-authentication at the provider ----------
+
+NEW_PASSWORD = "a first password of mine"
+
+
+def set_first_password(client: FlaskClient):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_token(client, "/account/password"),
+            "new_password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD,
+        },
+    )
+
+
+def not_fresh(app: Flask, clock: FakeClock) -> None:
+    """Past the fresh window, without moving the app's clock far from the provider's."""
+    app.config["FRESH_TIMEOUT"] = 5
+    clock.advance(6)
+
+
+def test_an_account_made_by_a_provider_sets_a_first_password(
+    app: Flask, visitor: ProviderBrowser, auth: AuthActions
+) -> None:
+    visitor.sign_in("hana")
+    page = visitor.client.get("/account/password").get_data(as_text=True)
+    assert "Set a password" in page and 'name="current_password"' not in page
+    answer = set_first_password(visitor.client)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/account/sessions"
+    assert "Your password has been set" in visitor.client.get("/account/sessions").get_data(
+        as_text=True
+    )
+    page = visitor.client.get("/account/password").get_data(as_text=True)
+    assert 'name="current_password"' in page  # from now on, a change asks for it
+    visitor.client.post("/logout", data={"csrf_token": csrf_token(visitor.client)})
+    assert AuthActions(app.test_client()).login("hana", NEW_PASSWORD).status_code == 303
+
+
+def test_a_first_password_still_follows_the_policy(visitor: ProviderBrowser) -> None:
+    visitor.sign_in("ivan")
+    short = visitor.client.post(
+        "/account/password",
+        data={
+            "csrf_token": csrf_token(visitor.client, "/account/password"),
+            "new_password": "short",
+            "confirm": "short",
+        },
+    )
+    assert short.status_code == 400
+    assert 'name="current_password"' not in short.get_data(as_text=True)
+
+
+def test_an_account_without_a_password_confirms_it_is_you_at_its_provider(
+    app: Flask, visitor: ProviderBrowser, clock: FakeClock
+) -> None:
+    """Past the fresh window the password page sends the user to confirm it is them; with no
+    password, that is a new sign-in at a linked provider (asked again: prompt=login, and
+    max_age for its auth_time), which makes the session fresh on a new id and carries on."""
+    visitor.sign_in("jade")
+    not_fresh(app, clock)
+    answer = visitor.client.get("/account/password")
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith("/account/reauthenticate")
+    page = visitor.client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert 'name="password"' not in page and "has no password" in page
+    assert 'action="/account/reauthenticate/test"' in page and ">Test ID</button>" in page
+    before = visitor.client.get_cookie("session").value
+    start = visitor.client.post(
+        "/account/reauthenticate/test",
+        data={"csrf_token": csrf_token(visitor.client), "next": "/account/password"},
+    )
+    assert start.status_code == 302
+    assert "prompt=login" in start.headers["Location"]
+    assert "max_age=300" in start.headers["Location"]
+    back = visitor.app_get(visitor.authorize(start.headers["Location"], "jade"))
+    assert back.status_code == 303 and back.headers["Location"] == "/account/password"
+    assert visitor.client.get_cookie("session").value != before
+    assert set_first_password(visitor.client).status_code == 303
+
+
+def test_re_authentication_at_the_provider_must_be_the_same_person_just_now(
+    app: Flask, visitor: ProviderBrowser, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    visitor.sign_in("kim")
+    not_fresh(app, clock)
+    token = csrf_token(visitor.client)
+    unlinked = visitor.client.post("/account/reauthenticate/down", data={"csrf_token": token})
+    assert unlinked.status_code == 404
+    start = visitor.client.post("/account/reauthenticate/test", data={"csrf_token": token})
+    visitor.http.cookies.clear()  # someone else signs in at the provider
+    back = visitor.app_get(visitor.authorize(start.headers["Location"], "not-kim"))
+    assert back.status_code == 303
+    assert back.headers["Location"].startswith("/account/reauthenticate")
+    assert "does not sign you in here" in visitor.client.get(back.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert visitor.client.get("/account/password").status_code == 302  # still not fresh
+    assert signed_in_as(visitor.client) == "kim"
+
+    # A provider that did not ask again (an old auth_time) does not make the session fresh.
+    from webapp.signin import oidc
+
+    start = visitor.client.post("/account/reauthenticate/test", data={"csrf_token": token})
+    monkeypatch.setattr(oidc, "REAUTH_MAX_AGE", -oidc.LEEWAY - 1)  # any auth_time is old
+    visitor.http.cookies.clear()
+    back = visitor.app_get(visitor.authorize(start.headers["Location"], "kim"))
+    assert back.headers["Location"].startswith("/account/reauthenticate")
+    assert "did not ask for your sign-in again" in visitor.client.get(
+        back.headers["Location"]
+    ).get_data(as_text=True)
+    assert visitor.client.get("/account/password").status_code == 302

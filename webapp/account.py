@@ -15,7 +15,7 @@ from wtforms import Field
 
 from . import events, notices, throttle, users
 from .db import get_db
-from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm
+from .forms import ChangePasswordForm, PasswordConfirmForm, ProfileForm, SetPasswordForm
 from .models import UserSession
 from .passwords import passwords
 from .sessions import index as session_index
@@ -175,22 +175,32 @@ def revoke_others() -> ResponseReturnValue:
 
 
 def password_page(form: Any = None, status: int = 200, error: str | None = None) -> tuple[str, int]:
-    return widget.render_protected_page("account/password.html", form=form, error=error), status
+    html = widget.render_protected_page(
+        "account/password.html", form=form, error=error, first="current_password" not in form
+    )
+    return html, status
 
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
 @fresh_required
 def password() -> ResponseReturnValue:
-    """Change the password: this session gets a new id, every other session ends."""
-    form = ChangePasswordForm()
+    """Change the password (or set a first one: an account made by an OpenID provider has
+    none, and its fresh sign-in there stands for the current password): this session gets a
+    new id, every other session ends."""
+    first = not users.has_usable_password(current_user)
+    form = SetPasswordForm() if first else ChangePasswordForm()
     if request.method == "GET":
         return password_page(form)
-    refusal = refuse_unconfirmed(form, form.current_password, password_page)
-    if refusal is not None:
-        return refusal
-    if form.new_password.data == form.current_password.data:  # the latter is right: no hash
-        return password_page(form, 400, users.ALREADY_YOUR_PASSWORD)
+    if first:
+        if not form.validate_on_submit():
+            return password_page(form, 400)
+    else:
+        refusal = refuse_unconfirmed(form, form.current_password, password_page)
+        if refusal is not None:
+            return refusal
+        if form.new_password.data == form.current_password.data:  # it is right: no hash
+            return password_page(form, 400, users.ALREADY_YOUR_PASSWORD)
     try:
         users.set_password(get_db(), current_user, form.new_password.data)
     except users.AccountError as error:
@@ -199,7 +209,8 @@ def password() -> ResponseReturnValue:
     session_policy.rotate()
     events.record("password_changed", user_id=current_user.id, sid=current_session().sid)
     notices.password_changed(current_user, "on its account page; other sessions were ended")
-    flash("Your password has been changed and your other sessions have been signed out.")
+    changed = "set" if first else "changed"
+    flash(f"Your password has been {changed} and your other sessions have been signed out.")
     return redirect(url_for("account.sessions"), 303)
 
 
@@ -210,7 +221,10 @@ def reauthenticate_page(
     form: Any = None, status: int = 200, error: str | None = None
 ) -> tuple[str, int]:
     return widget.render_protected_page(
-        "account/reauthenticate.html", form=form, error=error
+        "account/reauthenticate.html",
+        form=form,
+        error=error,
+        has_password=users.has_usable_password(current_user),
     ), status
 
 

@@ -113,11 +113,9 @@ class PasswordConfirmForm(FlaskForm):
     next = HiddenField()  # checked by safe_next, as LoginForm's
 
 
-class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField(
-        "Current password",
-        validators=[InputRequired("Enter your current password."), PASSWORD_LENGTH],
-    )
+class SetPasswordForm(FlaskForm):
+    """A first password, for an account that has none (made through an OpenID provider)."""
+
     new_password = PasswordField(
         "New password", validators=[InputRequired("Choose a password."), _check(policy_error)]
     )
@@ -128,6 +126,13 @@ class ChangePasswordForm(FlaskForm):
             PASSWORD_LENGTH,
             EqualTo("new_password", "Passwords differ."),
         ],
+    )
+
+
+class ChangePasswordForm(SetPasswordForm):
+    current_password = PasswordField(
+        "Current password",
+        validators=[InputRequired("Enter your current password."), PASSWORD_LENGTH],
     )
 
 

@@ -110,7 +110,8 @@ def rotate() -> None:
 
 
 def reauthenticated(user: User) -> None:
-    """The user entered their password again: fresh from now, on a new session id."""
+    """The user confirmed it is them again (password, passkey or provider): fresh from now, on
+    a new session id."""
     session["_fresh"] = True
     session[AUTHENTICATED_AT] = clock.now()
     rotate()

@@ -36,6 +36,8 @@ KEY_REFRESH_SECONDS = 10
 #: Seconds a back-channel logout token is accepted after it was issued (its jti is remembered
 #: that long to refuse a replay).
 LOGOUT_TOKEN_MAX_AGE = 600
+#: Seconds a re-authentication at the provider may take (its auth_time to the callback).
+REAUTH_MAX_AGE = 300
 HTTP_TIMEOUT = 10
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
@@ -160,6 +162,8 @@ class Flow:
     verifier: str
     next: str | None = None
     link_user_id: int | None = None
+    #: A signed-in user confirming it is them: the provider is asked to sign them in afresh.
+    reauth_user_id: int | None = None
 
 
 def start(provider: Provider, redirect_uri: str, flow: Flow) -> str:
@@ -167,23 +171,47 @@ def start(provider: Provider, redirect_uri: str, flow: Flow) -> str:
     client = OAuth2Session(
         provider.client_id, redirect_uri=redirect_uri, scope=SCOPES, code_challenge_method="S256"
     )
+    # Re-authentication must not ride on the provider's own session: prompt=login makes it
+    # ask again, max_age puts auth_time in the ID token (checked by check_fresh_sign_in).
+    # Not max_age=0: a provider may then ask again and again (each sign-in is already older).
+    again = (
+        {"prompt": "login", "max_age": str(REAUTH_MAX_AGE)}
+        if flow.reauth_user_id is not None
+        else {}
+    )
     url, _ = client.create_authorization_url(
         metadata(provider)["authorization_endpoint"],
         state=flow.state,
         code_verifier=flow.verifier,
         nonce=flow.nonce,
+        **again,
     )
     return str(url)
 
 
-def new_flow(next_url: str | None = None, link_user_id: int | None = None) -> Flow:
+def new_flow(
+    next_url: str | None = None,
+    link_user_id: int | None = None,
+    reauth_user_id: int | None = None,
+) -> Flow:
     return Flow(
         state=secrets.token_urlsafe(32),
         nonce=secrets.token_urlsafe(32),
         verifier=secrets.token_urlsafe(64),
         next=next_url,
         link_user_id=link_user_id,
+        reauth_user_id=reauth_user_id,
     )
+
+
+def check_fresh_sign_in(provider: Provider, claims: dict[str, Any]) -> None:
+    """Refuse a re-authentication the provider did not perform just now (its auth_time)."""
+    auth_time = claims.get("auth_time")
+    if not isinstance(auth_time, int) or clock.now() - auth_time > REAUTH_MAX_AGE + LEEWAY:
+        raise OidcError(
+            "reauth_not_fresh",
+            f"{provider.label} did not ask for your sign-in again. Try again.",
+        )
 
 
 def finish(provider: Provider, redirect_uri: str, code: str, flow: Flow) -> tuple[dict, str]:

@@ -1,5 +1,6 @@
 """Blueprint: sign-in through OpenID Connect providers (/login/<name> and its callback),
-back-channel logout, next-auth's /providers list, and linking providers to an account.
+back-channel logout, next-auth's /providers list, linking providers to an account, and
+re-authentication at a linked provider (how an account with no password confirms it is you).
 
 While the visitor is at the provider, the flow's state, nonce, PKCE verifier and `next` wait in
 a short-lived signed cookie scoped to the callback's path, not in the session store: anonymous
@@ -56,8 +57,18 @@ SESSION_KEY = "_oidc"
 
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    """oidc_providers(): the sign-in page's buttons (partials/login_providers.html)."""
-    return {"oidc_providers": oidc.providers}
+    """oidc_providers(): the sign-in page's buttons (partials/login_providers.html);
+    linked_providers(): the re-authentication page's (partials/reauth_providers.html)."""
+    return {"oidc_providers": oidc.providers, "linked_providers": _linked_providers}
+
+
+def _linked_providers() -> list[Provider]:
+    """The configured providers that sign the current user in."""
+    if not current_user.is_authenticated:
+        return []
+    configured = oidc.providers()
+    linked = [identity.provider for identity in _identities_of(current_user.id)]
+    return [configured[name] for name in linked if name in configured]
 
 
 def _provider(name: str) -> Provider:
@@ -168,6 +179,8 @@ def _callback(provider: Provider, flow: oidc.Flow | None) -> ResponseReturnValue
     )
     if flow.link_user_id is not None:
         return _link(provider, flow.link_user_id, identity, claims["sub"])
+    if flow.reauth_user_id is not None:
+        return _reauthenticated(provider, flow, identity, claims)
     if identity is None:
         try:
             identity = _new_account(provider, claims)
@@ -349,6 +362,39 @@ def link(name: str) -> ResponseReturnValue:
         flash("Sign in again (within the last few minutes) before linking a provider.")
         return redirect(url_for("oidc.account_providers"), 303)
     return _to_provider(provider, oidc.new_flow(link_user_id=current_user.id))
+
+
+@bp.post("/account/reauthenticate/<name>")
+@login_required
+def reauthenticate(name: str) -> ResponseReturnValue:
+    """Confirm it is you at a provider linked to this account (the way in of an account with
+    no password); its callback makes the session fresh and carries on to `next`."""
+    provider = _provider(name)
+    if name not in {identity.provider for identity in _identities_of(current_user.id)}:
+        abort(404)
+    next_url = safe_next(request.form.get("next"))
+    return _to_provider(provider, oidc.new_flow(next_url, reauth_user_id=current_user.id))
+
+
+def _reauthenticated(
+    provider: Provider, flow: oidc.Flow, identity: OidcIdentity | None, claims: dict[str, Any]
+) -> ResponseReturnValue:
+    """The end of a re-authentication: the same user, signed in at the provider just now."""
+    back = url_for("account.reauthenticate", next=flow.next)
+    if not current_user.is_authenticated or current_user.id != flow.reauth_user_id:
+        return _failed(provider, OidcError("reauth_wrong_user", "Sign in first."), None)
+    if identity is None or identity.user_id != current_user.id:
+        events.record("oidc_reauth_refused", user_id=current_user.id, provider=provider.name)
+        flash(f"That {provider.label} account does not sign you in here.")
+        return redirect(back, 303)
+    try:
+        oidc.check_fresh_sign_in(provider, claims)
+    except OidcError as error:
+        events.record("oidc_reauth_refused", user_id=current_user.id, provider=provider.name)
+        flash(error.message)
+        return redirect(back, 303)
+    session_policy.reauthenticated(current_user._get_current_object())
+    return redirect(next_or_default(flow.next), 303)
 
 
 @bp.post("/account/providers/<name>/unlink")

@@ -101,7 +101,9 @@ class WebappSessionRules(ServerSideSessionInterface):
         cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
         moved = bool(session.get(MOVED_KEY))
         if moved:  # an id just rotated away: no session, and the cookie is left alone
-            session = self.session_class(sid=self._generate_sid(self.sid_length))
+            session = self.session_class(
+                sid=self._generate_sid(self.sid_length), permanent=self.permanent
+            )
             cookie = None
         session.moved = moved
         # Flask-Session never adopts an unknown id: it makes a new one, so a differing id

@@ -58,7 +58,7 @@ SESSION_KEY = "_oidc"
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
     """oidc_providers(): the sign-in page's buttons (partials/login_providers.html);
-    linked_providers(): the re-authentication page's (partials/reauth_providers.html)."""
+    linked_providers(): the re-authentication page's (account/reauthenticate.html)."""
     return {"oidc_providers": oidc.providers, "linked_providers": _linked_providers}
 
 

@@ -8,6 +8,7 @@
   "use strict";
 
   var autofill = null; // AbortController of the pending autofill request
+  var buttonUsed = false; // the button's flow began on this page: no autofill after it
 
   function toBytes(value) {
     var base64 = value.replace(/-/g, "+").replace(/_/g, "/");
@@ -118,7 +119,7 @@
     }
     field.setAttribute("autocomplete", "username webauthn");
     PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
-      if (!available || !document.contains(root)) {
+      if (!available || !document.contains(root) || buttonUsed) {
         return;
       }
       var controller = new AbortController();
@@ -141,6 +142,7 @@
   }
 
   function signInByButton(root) {
+    buttonUsed = true; // an autofill starting now would race the button's own requests
     stopAutofill();
     signIn(root, null, null).catch(function (error) {
       showError(root, error.name === "NotAllowedError"
@@ -199,6 +201,7 @@
   // At load, and after each hx-boost page swap (which keeps this script running).
   function onPage() {
     stopAutofill();
+    buttonUsed = false;
     var root = document.querySelector("[data-passkey-sign-in]");
     if (root && window.PublicKeyCredential) {
       startAutofill(root);

@@ -116,6 +116,7 @@ FORM_FIELDS: dict[str, tuple[str, ...]] = {
     "oidc.account_providers": (),
     "oidc.link": (),
     "oidc.unlink": (),
+    "oidc.reauthenticate": ("next",),
     "recovery.forgot": form_fields(ForgotForm),
     "recovery.reset": form_fields(ResetForm),
     "recovery.verify_email": (),

@@ -112,7 +112,8 @@ def locked_out(wait: int) -> str:
 def logout() -> ResponseReturnValue:
     if request.method == "POST":
         target, provider_logout = url_for("auth.login", reason="signed-out"), None
-        if current_user.is_authenticated:
+        signed_in = current_user.is_authenticated
+        if signed_in:
             # A provider's session ends too when it offers that (RP-initiated logout).
             provider_logout = oidc_views.provider_logout_url()
             session_policy.end()  # its session and remember-me cookies go with it
@@ -121,9 +122,11 @@ def logout() -> ResponseReturnValue:
         else:
             response = make_response(redirect(provider_logout or target, 303))
         # This site's own cookies only, by name: Clear-Site-Data's "cookies" would delete the
-        # cookies of every site under the same registrable domain.
+        # cookies of every site under the same registrable domain. Signed out already, there
+        # is nothing to end: the anonymous CSRF cookie stays, or another tab's open form (or
+        # its passkey request) would fail its CSRF check.
         csrf_cookie = session_interface(current_app).csrf_cookie
-        if csrf_cookie.name in request.cookies:
+        if signed_in and csrf_cookie.name in request.cookies:
             csrf_cookie.delete(response)
         # The pages a browser kept, and what scripts stored (a secure context only).
         response.headers["Clear-Site-Data"] = '"cache", "storage"'

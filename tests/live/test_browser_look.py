@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
-from test_browser_widget import QUICK_TIMEOUT, SIGNED_OUT_TEXT, STATUS, WIDGET
+from test_browser_basket_theme import add_to_basket
+from test_browser_widget import QUICK_TIMEOUT, SIGNED_OUT_TEXT, STATUS, WIDGET, sign_in
 
 if TYPE_CHECKING:  # fixtures' types only: conftest is not imported by tests
     from conftest import LiveServer
@@ -116,14 +117,6 @@ def look_context(new_context: Callable[..., BrowserContext]) -> Callable[[int], 
 
 def wait_settled(page: Page, status: str) -> None:
     expect(page.locator(WIDGET)).to_have_attribute(STATUS, status, timeout=QUICK_TIMEOUT)
-
-
-def sign_in(page: Page, server: LiveServer) -> None:
-    page.goto(server.url("/login"))
-    page.get_by_label("Username").fill(server.username)
-    page.get_by_label("Password").fill(server.password)
-    page.locator("main form").get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(server.url("/profile"), timeout=QUICK_TIMEOUT)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -361,14 +354,8 @@ def test_basket_and_preferences_fit_and_pass_axe_in_both_themes(
     included). The README's basket picture is the dark theme, to show both additions."""
     page = look_context(width).new_page()
     look = Look(page, width)
-    page.goto(live_server.url("/basket"))
-    for sku, quantity in (("tea", "2"), ("mug", "1")):
-        row = page.locator(f"table.catalogue tr[data-sku='{sku}']")
-        row.get_by_label("Quantity").fill(quantity)
-        row.get_by_role("button", name="Add").click()
-        expect(page.locator(f"table.basket tr[data-sku='{sku}']")).to_be_visible(
-            timeout=QUICK_TIMEOUT
-        )
+    add_to_basket(page, live_server, "tea", 2)
+    add_to_basket(page, live_server, "mug")
     expect(page.locator("#basket-count")).to_have_text("3", timeout=QUICK_TIMEOUT)
     for theme in ("light", "dark"):
         page.goto(live_server.url("/preferences"))
